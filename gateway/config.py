@@ -81,6 +81,7 @@ class Config:
     # Local engine (used when upstream resolves to "local").
     engine_host: str = "127.0.0.1"
     engine_port: int = 8765
+    engine_start_timeout_s: float = 900.0
 
     # HTTP / signaling.
     host: str = "0.0.0.0"
@@ -227,6 +228,8 @@ _SETTINGS: tuple[_Setting, ...] = (
              "comma list of session fields clients may not change (e.g. model,instructions)"),
     _Setting("--engine-host", "ENGINE_HOST", "engine_host", str, "local engine listen host"),
     _Setting("--engine-port", "ENGINE_PORT", "engine_port", int, "local engine listen port"),
+    _Setting("--engine-start-timeout", "ENGINE_START_TIMEOUT", "engine_start_timeout_s", float,
+             "seconds to wait for the local engine to load its models"),
     _Setting("--host", "HOST", "host", str, "HTTP listen host"),
     _Setting("--port", "PORT", "port", int, "HTTP listen port"),
     _Setting("--tls-cert", "TLS_CERT", "tls_cert", _path, "TLS certificate (PEM) for https"),

@@ -75,6 +75,14 @@ def decode_audio(data: str) -> bytes:
     return base64.b64decode(data, validate=True)
 
 
+APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+
+
+def append_message(pcm: bytes) -> str:
+    """``input_audio_buffer.append`` serialized without a JSON encoder (it is sent 50 times a second)."""
+    return APPEND_PREFIX + base64.b64encode(pcm).decode("ascii") + '"}'
+
+
 def dumps(event: Event) -> str:
     """Compact JSON, the form events take on the wire."""
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

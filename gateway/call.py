@@ -1,0 +1,309 @@
+"""One call: a browser's peer connection bound to one upstream Realtime session.
+
+The call owns everything it starts. :meth:`Call.accept` answers the SDP offer; :meth:`Call.run`
+(owned by the registry) supervises the call's tasks in one TaskGroup — upstream reader, upstream
+writer, mic pump, ICE watchdog — and tears everything down when any of them ends the call, when
+the peer disappears, or when :meth:`Call.end` is called (DELETE, shutdown). Decisions belong to
+the sans-I/O :class:`~gateway.conversation.Conversation`; this module only moves data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from .config import Config
+from .conversation import Conversation, State
+from .errors import BadRequest
+from .events import APPEND_PREFIX, Event, append_message, dumps, error_event
+from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
+from .outbound_audio import OutboundAudioTrack
+from .policy import SessionPolicy
+from .upstream import Upstream, UpstreamError, auth_headers, realtime_url
+
+logger = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "oai-events"
+MAX_BACKLOG_AUDIO = 250  # 5 s of 20 ms appends held while the upstream connects
+MAX_CLIENT_BACKLOG = 500  # events held until the data channel opens
+
+
+class _HangUp(Exception):
+    """Raised inside the call's TaskGroup to cancel every task of the call."""
+
+
+@dataclass
+class CallSummary:
+    """What one log line per call reports at hang-up."""
+
+    reason: str
+    duration_s: float
+    upstream_connect_ms: float | None
+    session_ready_ms: float | None
+    turns: int
+    interruptions: int
+    audio_in_s: float
+    audio_out_s: float
+
+
+class Call:
+    def __init__(self, call_id: str, config: Config, session: Mapping[str, Any],
+                 peer_configuration: RTCConfiguration | None = None,
+                 mic_source: Callable[[MediaStreamTrack, Any], MicSource] | None = None) -> None:
+        self.id = call_id
+        self._config = config
+        self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
+                                         playout_delay_ms=config.playout_delay_ms)
+        self.pc = RTCPeerConnection(peer_configuration or RTCConfiguration())
+        self.outbound = OutboundAudioTrack(self._next_frame)
+        self._make_mic_source = mic_source or (lambda track, receiver: TrackMicSource(track))
+        self._remote_track: tuple[MediaStreamTrack, Any] | None = None
+        self._channel: RTCDataChannel | None = None
+        self._client_backlog: list[str] = []
+        self._upstream: Upstream | None = None
+        self._upstream_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued_audio = 0
+        self._tg: asyncio.TaskGroup | None = None
+        self._ended = asyncio.Event()
+        self._connected = asyncio.Event()
+        self.end_reason: str | None = None
+        self._end_error: Event | None = None
+        self._started = time.monotonic()
+        self._upstream_connect_ms: float | None = None
+        self._session_ready_ms: float | None = None
+        self._audio_in_samples = 0
+        self._frames_out = 0
+        self.dropped_audio = 0
+
+    # --- signaling ---------------------------------------------------------------------------
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the browser's offer and return our answer, candidates included (no trickle)."""
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        transceiver = self.pc.addTransceiver(self.outbound, direction="sendrecv")
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, KeyError, InternalError… on bad SDP
+            raise BadRequest(f"The SDP offer could not be applied: {exc or type(exc).__name__}",
+                             code="invalid_offer") from None
+        if transceiver.mid is None:
+            raise BadRequest("The SDP offer has no audio section using Opus.", code="invalid_offer")
+        for other in self.pc.getTransceivers():
+            if other is not transceiver:
+                other.direction = "inactive"  # one audio stream per call; extra media is refused
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._remote_track is not None:
+            return
+        receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        self._remote_track = (track, receiver)
+        if self._tg is not None:
+            self._tg.create_task(self._run_mic(), name=f"{self.id}-mic")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
+            return
+        self._channel = channel
+        channel.on("message", self._on_client_message)
+        backlog, self._client_backlog = self._client_backlog, []
+        for message in backlog:
+            channel.send(message)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._connected.set()
+        elif state == "failed":
+            self.end("ice_failed")
+        elif state == "closed":
+            self.end("peer_closed")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def end(self, reason: str, error: Event | None = None) -> None:
+        """Ask the call to hang up (idempotent); ``error`` is told to the client first."""
+        if self._ended.is_set():
+            return
+        self.end_reason = reason
+        self._end_error = error
+        self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def run(self) -> CallSummary:
+        """Supervise the call until it ends, then free everything it holds."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
+                tg.create_task(self._watch_ice(), name=f"{self.id}-ice")
+                if self._remote_track is not None:
+                    tg.create_task(self._run_mic(), name=f"{self.id}-mic")
+                await self._ended.wait()
+                raise _HangUp
+        except* _HangUp:
+            pass
+        except* Exception as group:
+            for exc in group.exceptions:
+                logger.error("call task failed", exc_info=exc)
+            self.end("internal_error", error_event("The gateway hit an internal error and ended the call.",
+                                                   code="internal_error", type_="server_error"))
+        finally:
+            self._tg = None
+            await self._teardown()
+        return self._summary()
+
+    async def _teardown(self) -> None:
+        if self._end_error is not None:
+            self._send_client(self._end_error)
+            await self._drain_channel(timeout=0.3)
+        await self.pc.close()
+        if self._upstream is not None:
+            try:
+                await asyncio.wait_for(self._upstream.close(), 2.0)
+            except (asyncio.TimeoutError, OSError):
+                pass
+
+    async def _drain_channel(self, timeout: float) -> None:
+        channel = self._channel
+        deadline = time.monotonic() + timeout
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _summary(self) -> CallSummary:
+        stats = self.conversation.stats
+        return CallSummary(
+            reason=self.end_reason or "unknown",
+            duration_s=time.monotonic() - self._started,
+            upstream_connect_ms=self._upstream_connect_ms,
+            session_ready_ms=self._session_ready_ms,
+            turns=stats.turns,
+            interruptions=stats.interruptions,
+            audio_in_s=self._audio_in_samples / 24000,
+            audio_out_s=self._frames_out * 0.02,
+        )
+
+    async def _watch_ice(self) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._config.ice_connect_timeout_s)
+        except asyncio.TimeoutError:
+            logger.warning("ICE did not connect within %.0f s: the browser could not reach any gateway "
+                           "candidate (firewall/NAT without TURN?)", self._config.ice_connect_timeout_s)
+            self.end("ice_timeout")
+
+    # --- upstream ----------------------------------------------------------------------------
+
+    async def _run_upstream(self) -> None:
+        config = self._config
+        url = realtime_url(config.realtime_url, config.model)
+        try:
+            self._upstream = await Upstream.connect(
+                url, auth_headers(config.upstream_auth_header, config.openai_api_key),
+                config.upstream_connect_timeout_s)
+        except UpstreamError as exc:
+            logger.error("upstream connect failed: %s", exc)
+            self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
+            return
+        self._upstream_connect_ms = (time.monotonic() - self._started) * 1000
+        logger.info("[perf] upstream connected in %.0f ms", self._upstream_connect_ms)
+        self.conversation.upstream_opened()
+        for event in self.conversation.data_to_upstream():  # session.update before any audio
+            await self._upstream.send(event)
+        assert self._tg is not None
+        self._tg.create_task(self._write_upstream(self._upstream), name=f"{self.id}-upstream-writer")
+        try:
+            async for event in self._upstream.events():
+                self.conversation.receive_upstream(event, time.monotonic())
+                if self._session_ready_ms is None and self.conversation.state is State.READY:
+                    self._session_ready_ms = (time.monotonic() - self._started) * 1000
+                    logger.info("[perf] session configured in %.0f ms", self._session_ready_ms)
+                self._flush()
+        except UpstreamError as exc:
+            logger.error("upstream failed: %s", exc)
+            self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
+            return
+        self.end("upstream_closed", error_event("The assistant's session ended.", code="session_ended",
+                                                type_="server_error"))
+
+    async def _write_upstream(self, upstream: Upstream) -> None:
+        """The only writer of the socket after set-up, so audio and events keep their order."""
+        queue = self._upstream_queue
+        while True:
+            message = await queue.get()
+            if message.startswith(APPEND_PREFIX):
+                self._queued_audio -= 1
+            await upstream.send_text(message)
+
+    def _send_upstream(self, message: str) -> None:
+        self._upstream_queue.put_nowait(message)
+
+    # --- media -------------------------------------------------------------------------------
+
+    async def _run_mic(self) -> None:
+        assert self._remote_track is not None
+        track, receiver = self._remote_track
+        source = self._make_mic_source(track, receiver)
+        try:
+            await pump_mic(source, self._on_mic_audio)
+        except MediaStreamError:
+            self.end("peer_closed")
+        finally:
+            source.stop()
+
+    def _on_mic_audio(self, pcm: bytes, frame: MicFrame) -> None:
+        if self._queued_audio >= MAX_BACKLOG_AUDIO:
+            self.dropped_audio += 1  # the upstream is not keeping up; never let memory grow
+            return
+        self._queued_audio += 1
+        self._send_upstream(append_message(pcm))
+        samples = len(pcm) // 2
+        self._audio_in_samples += samples
+        self.conversation.input_audio_sent(samples, time.monotonic())
+
+    def _next_frame(self, now: float) -> Any:
+        pcm = self.conversation.next_frame(now)
+        self._frames_out += 1
+        self._flush()
+        return pcm
+
+    # --- data channel ------------------------------------------------------------------------
+
+    def _on_client_message(self, message: str | bytes) -> None:
+        self.conversation.receive_client(message)
+        self._flush()
+
+    def _send_client(self, event: Event) -> None:
+        message = dumps(event)
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(message)
+        elif len(self._client_backlog) < MAX_CLIENT_BACKLOG:
+            self._client_backlog.append(message)
+
+    def _flush(self) -> None:
+        conversation = self.conversation
+        for event in conversation.data_to_upstream():
+            self._send_upstream(dumps(event))
+        for event in conversation.data_to_client():
+            self._send_client(event)
+        if conversation.fatal_error is not None and not self.ended:
+            error = conversation.fatal_error
+            logger.error("fatal upstream error: %s", error)
+            self.end(str(error.get("code") or "upstream_error"))

@@ -1,0 +1,77 @@
+"""The calls alive in this process: admission, lookup, and ownership of each call's task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from .call import Call, CallSummary
+from .errors import AtCapacity, NotFound
+
+logger = logging.getLogger(__name__)
+
+
+def new_call_id() -> str:
+    return f"rtc_{secrets.token_hex(12)}"
+
+
+class CallRegistry:
+    def __init__(self, max_calls: int, on_ended: Callable[[Call, CallSummary], None] | None = None) -> None:
+        self._max_calls = max_calls
+        self._on_ended = on_ended
+        self._calls: dict[str, Call] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reserved = 0
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def reserve(self) -> None:
+        """Hold a slot while a call is being set up, or refuse with 503 when full."""
+        if len(self._calls) + self._reserved >= self._max_calls:
+            raise AtCapacity("The gateway is at capacity; try again shortly.", headers={"Retry-After": "5"})
+        self._reserved += 1
+
+    def release(self) -> None:
+        self._reserved -= 1
+
+    def start(self, call: Call) -> None:
+        """Turn a reservation into a running call; the registry owns its task from now on."""
+        self._reserved -= 1
+        self._calls[call.id] = call
+        self._tasks[call.id] = asyncio.create_task(self._run(call), name=f"call-{call.id}")
+
+    def get(self, call_id: str) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise NotFound(f"No active call with id '{call_id}'.", code="call_not_found")
+        return call
+
+    async def _run(self, call: Call) -> None:
+        try:
+            summary = await call.run()
+            logger.info(
+                "call ended: reason=%s duration=%.1fs turns=%d interruptions=%d audio_in=%.1fs "
+                "audio_out=%.1fs upstream_connect_ms=%s session_ready_ms=%s", summary.reason,
+                summary.duration_s, summary.turns, summary.interruptions, summary.audio_in_s,
+                summary.audio_out_s, _ms(summary.upstream_connect_ms), _ms(summary.session_ready_ms),
+                extra={"call_id": call.id})
+            if self._on_ended is not None:
+                self._on_ended(call, summary)
+        finally:
+            del self._calls[call.id]
+            del self._tasks[call.id]
+
+    async def close(self, reason: str = "shutdown") -> None:
+        """End every call and wait until each has freed what it holds."""
+        for call in list(self._calls.values()):
+            call.end(reason)
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"

@@ -1,0 +1,65 @@
+"""``realtime-gateway`` / ``python -m gateway``: build the config, start what it needs, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .config import Config, ConfigError, load_config
+from .engine_process import EngineProcess, EngineStartError
+from .logs import setup_logging
+from .signaling import create_app
+
+logger = logging.getLogger("gateway")
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def serve(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if config.resolved_upstream == "local":
+            await stack.enter_async_context(EngineProcess(config))
+        runner = web.AppRunner(create_app(config), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        tls = _ssl_context(config)
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
+        shown_host = "localhost" if config.host in ("0.0.0.0", "::") else config.host
+        logger.info("gateway ready: %s://%s:%d (upstream: %s)", "https" if tls else "http", shown_host,
+                    config.port, config.resolved_upstream)
+        await stop.wait()
+        logger.info("shutting down")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        config = load_config(argv)
+    except ConfigError as exc:
+        print(f"realtime-gateway: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except EngineStartError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        logger.error("cannot serve on %s:%d: %s", config.host, config.port, exc)
+        raise SystemExit(1) from None

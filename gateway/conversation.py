@@ -1,0 +1,322 @@
+"""The Realtime conversation as the gateway sees it, without I/O.
+
+Events from the upstream and from the browser's data channel go in; events for each side come
+out (``data_to_upstream`` / ``data_to_client``), and 20 ms frames for the outbound track are
+pulled with :meth:`Conversation.next_frame`. Everything that decides *what happens* lives here:
+when the session is ready, which client events the policy refuses, which response is active,
+how much of a reply the user heard, and what a barge-in sends upstream. The adapters in
+``call.py`` only move bytes, which keeps this file drivable event by event from unit tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .events import (
+    AUDIO_DELTA_EVENTS,
+    FORWARDED_CLIENT_EVENTS,
+    GATEWAY_CLIENT_EVENTS,
+    Event,
+    ProtocolError,
+    decode_audio,
+    error_event,
+    loads,
+    new_id,
+    server_event,
+)
+from .playout import Playout, PlayedItem, Transition
+from .policy import PolicyError, SessionPolicy
+
+logger = logging.getLogger(__name__)
+
+# Upstream error codes after which the session cannot go on.
+FATAL_ERROR_CODES = frozenset(
+    {"invalid_api_key", "insufficient_quota", "billing_hard_limit_reached", "account_deactivated",
+     "session_expired", "model_not_found"}
+)
+# Errors our own bookkeeping events may legitimately cause (a race with the upstream's own
+# VAD interruption): logged, never shown to the user.
+_BENIGN_INTERNAL_ERRORS = frozenset({"response_cancel_not_active"})
+MAX_PENDING_CLIENT_EVENTS = 100
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"    # upstream socket not open yet
+    CONFIGURING = "configuring"  # our session.update sent, waiting for session.updated
+    READY = "ready"
+
+
+@dataclass
+class TurnStats:
+    """Per-call figures for logs and metrics."""
+
+    turns: int = 0
+    latencies_s: list[float] = field(default_factory=list)  # end of user speech → first reply audio
+    interruptions: int = 0
+
+
+class _InputClock:
+    """Maps input-buffer milliseconds (as the upstream counts them) to when we sent that audio."""
+
+    def __init__(self, horizon: int = 3000) -> None:
+        self._sent_ms = 0.0
+        self._marks: collections.deque[tuple[float, float]] = collections.deque(maxlen=horizon)
+
+    def sent(self, samples_24k: int, now: float) -> None:
+        self._sent_ms += samples_24k / 24.0
+        self._marks.append((self._sent_ms, now))
+
+    def time_of(self, audio_ms: float) -> float | None:
+        for sent_ms, when in reversed(self._marks):
+            if sent_ms <= audio_ms:
+                return when
+        return None
+
+
+class Conversation:
+    """Sans-I/O gateway side of one Realtime call."""
+
+    def __init__(self, session: Mapping[str, Any], policy: SessionPolicy, *,
+                 playout_delay_ms: int = 60) -> None:
+        self.session: dict[str, Any] = dict(session)
+        self.state = State.CONNECTING
+        self.stats = TurnStats()
+        self.fatal_error: dict[str, Any] | None = None  # set when the call must end
+        self._policy = policy
+        self._playout_delay_ms = playout_delay_ms
+        self._playout = Playout()
+        self._to_upstream: list[Event] = []
+        self._to_client: list[Event] = []
+        self._pending_client: list[Event] = []
+        self._internal_ids: set[str] = set()
+        self._initial_update_id: str | None = None
+        self._held_created: Event | None = None
+        self._active_response: str | None = None
+        self._last_response: str = ""
+        self._discarded: set[str] = set()  # responses whose late audio must not play
+        self._input_clock = _InputClock()
+        self._speech_ended_at: float | None = None
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def data_to_upstream(self) -> list[Event]:
+        out, self._to_upstream = self._to_upstream, []
+        return out
+
+    def data_to_client(self) -> list[Event]:
+        out, self._to_client = self._to_client, []
+        return out
+
+    @property
+    def audio_active(self) -> bool:
+        return self._playout.is_active
+
+    @property
+    def active_response(self) -> str | None:
+        return self._active_response
+
+    # --- upstream side -----------------------------------------------------------------------
+
+    def upstream_opened(self) -> None:
+        """The socket is open: configure the session before anything else reaches it."""
+        self._initial_update_id = self._send_internal("session.update", session=self.session)
+        self.state = State.CONFIGURING
+
+    def input_audio_sent(self, samples_24k: int, now: float) -> None:
+        self._input_clock.sent(samples_24k, now)
+
+    def receive_upstream(self, event: Event, now: float) -> None:
+        kind = event.get("type")
+        if kind in AUDIO_DELTA_EVENTS:
+            self._on_audio_delta(event)
+            return
+        if self.state is State.CONFIGURING and self._configuring(event):
+            return
+        if kind == "error":
+            self._on_error(event)
+            return
+        if kind == "session.updated":
+            self.session = event.get("session", self.session)
+        elif kind == "response.created":
+            response_id = event.get("response", {}).get("id")
+            self._active_response = response_id
+            self._last_response = response_id or self._last_response
+        elif kind == "response.done":
+            response_id = event.get("response", {}).get("id")
+            if response_id == self._active_response:
+                self._active_response = None
+            if response_id:
+                self._discarded.discard(response_id)
+                self._emit_transitions(self._playout.complete(response_id), now)
+        elif kind == "input_audio_buffer.speech_started":
+            if self._playout.is_active and self._interrupts():
+                self._to_client.append(event)
+                self._interrupt(cancel=True, reason="speech")
+                return
+        elif kind == "input_audio_buffer.speech_stopped":
+            end_ms = event.get("audio_end_ms")
+            self._speech_ended_at = (self._input_clock.time_of(end_ms) if isinstance(end_ms, (int, float))
+                                     else None) or now
+        self._to_client.append(event)
+
+    def _configuring(self, event: Event) -> bool:
+        """Hide the session handshake: the client sees one ``session.created`` with our config."""
+        kind = event.get("type")
+        if kind == "session.created":
+            self._held_created = event
+            return True
+        if kind == "session.updated":
+            self.session = event.get("session", self.session)
+            self._become_ready()
+            return True
+        if kind == "error" and event.get("error", {}).get("event_id") == self._initial_update_id:
+            message = event["error"].get("message", "")
+            self._to_client.append(error_event(
+                f"The upstream rejected the gateway's session configuration: {message}",
+                code=event["error"].get("code"), type_=event["error"].get("type", "invalid_request_error")))
+            self._become_ready()
+            return True
+        return False
+
+    def _become_ready(self) -> None:
+        created = self._held_created or {}
+        self._to_client.append({"type": "session.created",
+                                "event_id": created.get("event_id") or new_id("event"),
+                                "session": self.session})
+        self.state = State.READY
+        pending, self._pending_client = self._pending_client, []
+        for event in pending:
+            self._client_event(event)
+
+    def _on_error(self, event: Event) -> None:
+        error = event.get("error") or {}
+        code = error.get("code")
+        if error.get("event_id") in self._internal_ids and code in _BENIGN_INTERNAL_ERRORS:
+            logger.debug("ignored upstream error for our own event: %s", error)
+            return
+        if code in FATAL_ERROR_CODES:
+            self.fatal_error = error
+        self._to_client.append(event)
+
+    def _on_audio_delta(self, event: Event) -> None:
+        response_id = event.get("response_id")
+        item_id = event.get("item_id")
+        if not isinstance(response_id, str) or not isinstance(item_id, str):
+            return
+        if response_id in self._discarded:
+            return
+        try:
+            pcm = np.frombuffer(decode_audio(event.get("delta", "")), np.int16)
+        except (ValueError, TypeError):
+            logger.warning("upstream sent an undecodable audio delta for %s", item_id)
+            return
+        content_index = event.get("content_index", 0)
+        self._playout.enqueue(response_id, item_id, pcm, content_index if isinstance(content_index, int) else 0)
+
+    # --- client side -------------------------------------------------------------------------
+
+    def receive_client(self, message: str | bytes) -> None:
+        try:
+            event = loads(message)
+        except ProtocolError as exc:
+            self._to_client.append(error_event(str(exc), code=exc.code))
+            return
+        self._client_event(event)
+
+    def _client_event(self, event: Event) -> None:
+        kind = event["type"]
+        event_id = event.get("event_id")
+        if kind not in FORWARDED_CLIENT_EVENTS and kind not in GATEWAY_CLIENT_EVENTS:
+            if kind == "input_audio_buffer.append":
+                message = ("Audio travels as WebRTC media on this connection; "
+                           "input_audio_buffer.append is not accepted on the data channel.")
+            else:
+                message = f"Unknown or unsupported client event type '{kind}'."
+            self._to_client.append(error_event(message, code="invalid_event", param="type", event_id=event_id))
+            return
+        if kind == "session.update":
+            try:
+                self._policy.check(event.get("session"))
+            except PolicyError as exc:
+                self._to_client.append(error_event(str(exc), code=exc.code, param=exc.param, event_id=event_id))
+                return
+        if self.state is not State.READY:
+            if len(self._pending_client) >= MAX_PENDING_CLIENT_EVENTS:
+                self._to_client.append(error_event(
+                    "Too many events before the session is ready.", code="rate_limited", event_id=event_id))
+            else:
+                self._pending_client.append(event)
+            return
+        if kind == "output_audio_buffer.clear":
+            self._interrupt(cancel=True, reason="client_clear", always_report=True)
+            return
+        if kind == "response.cancel":
+            self._to_upstream.append(event)
+            self._interrupt(cancel=False, reason="client_cancel")
+            return
+        self._to_upstream.append(event)
+
+    # --- outbound audio ----------------------------------------------------------------------
+
+    def next_frame(self, now: float) -> np.ndarray:
+        """The next 20 ms, 48 kHz frame for the outbound track (silence when idle)."""
+        frame = self._playout.next_frame()
+        if frame.transitions:
+            self._emit_transitions(frame.transitions, now)
+        return frame.pcm
+
+    def _emit_transitions(self, transitions: list[tuple[Transition, str]], now: float) -> None:
+        for transition, response_id in transitions:
+            if transition is Transition.STARTED:
+                self._to_client.append(server_event("output_audio_buffer.started", response_id=response_id))
+                if self._speech_ended_at is not None:
+                    self.stats.turns += 1
+                    self.stats.latencies_s.append(now - self._speech_ended_at)
+                    self._speech_ended_at = None
+            else:
+                self._to_client.append(server_event("output_audio_buffer.stopped", response_id=response_id))
+
+    # --- barge-in ----------------------------------------------------------------------------
+
+    def _interrupts(self) -> bool:
+        detection = self.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
+        return bool(detection.get("interrupt_response", True))
+
+    def _interrupt(self, *, cancel: bool, reason: str, always_report: bool = False) -> None:
+        """Silence the reply now and tell the upstream exactly how much of it was heard."""
+        playing = self._playout.playing_response
+        touched = self._playout.flush()
+        response_id = self._active_response
+        if response_id is not None:
+            if cancel and response_id not in self._discarded:
+                self._send_internal("response.cancel", response_id=response_id)
+            self._discarded.add(response_id)
+        for item in touched:
+            self._settle_item(item)
+        if touched:
+            self.stats.interruptions += 1
+        if touched or always_report:
+            self._to_client.append(server_event(
+                "output_audio_buffer.cleared", response_id=playing or response_id or self._last_response))
+        logger.info("barge-in (%s): %d item(s) cut", reason, len(touched))
+
+    def _settle_item(self, item: PlayedItem) -> None:
+        heard_ms = min(item.played_ms - self._playout_delay_ms, item.received_ms)
+        if heard_ms > 0:
+            self._send_internal("conversation.item.truncate", item_id=item.item_id,
+                                content_index=item.content_index, audio_end_ms=heard_ms)
+        else:
+            self._send_internal("conversation.item.delete", item_id=item.item_id)
+
+    def _send_internal(self, kind: str, **fields: Any) -> str:
+        event_id = new_id("event_gw")
+        self._internal_ids.add(event_id)
+        self._to_upstream.append({"type": kind, "event_id": event_id, **fields})
+        return event_id

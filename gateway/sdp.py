@@ -1,0 +1,36 @@
+"""Cheap sanity limits on an SDP offer, checked before aiortc parses it.
+
+aiortc's parser trusts its input; these limits keep a hostile or broken offer from costing more
+than a few microseconds, and give the client a precise reason instead of a parser traceback.
+"""
+
+from __future__ import annotations
+
+from .errors import BadRequest
+
+MAX_LINES = 1000
+MAX_LINE_LENGTH = 4096
+MAX_MEDIA_SECTIONS = 8
+MAX_CANDIDATES = 200
+
+
+def check_offer(sdp: str) -> None:
+    """Raise :class:`BadRequest` unless ``sdp`` looks like a WebRTC offer with an audio section."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise BadRequest("The body is not an SDP offer (it must start with 'v=0').", code="invalid_offer")
+    lines = sdp.splitlines()
+    if len(lines) > MAX_LINES:
+        raise BadRequest(f"The SDP offer has more than {MAX_LINES} lines.", code="invalid_offer")
+    if any(len(line) > MAX_LINE_LENGTH for line in lines):
+        raise BadRequest(f"An SDP line is longer than {MAX_LINE_LENGTH} characters.", code="invalid_offer")
+    media = [line for line in lines if line.startswith("m=")]
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise BadRequest(f"The SDP offer has more than {MAX_MEDIA_SECTIONS} media sections.", code="invalid_offer")
+    if not any(line.startswith("m=audio ") for line in media):
+        raise BadRequest("The SDP offer has no audio section (m=audio).", code="invalid_offer")
+    if sum(line.startswith("a=candidate:") for line in lines) > MAX_CANDIDATES:
+        raise BadRequest(f"The SDP offer has more than {MAX_CANDIDATES} candidates.", code="invalid_offer")
+    if not any(line.startswith("a=fingerprint:") for line in lines):
+        raise BadRequest("The SDP offer has no DTLS fingerprint (a=fingerprint).", code="invalid_offer")
+    if not any(line.startswith("a=ice-ufrag:") for line in lines):
+        raise BadRequest("The SDP offer has no ICE credentials (a=ice-ufrag).", code="invalid_offer")

@@ -1,0 +1,268 @@
+"""The HTTP interface, shaped like OpenAI's Realtime WebRTC interface.
+
+    POST   /v1/realtime/client_secrets   → {"value": "ek_…", "expires_at", "session", "ice_servers"}
+    POST   /v1/realtime/calls            SDP offer (or multipart sdp+session) → 201 + SDP answer
+    DELETE /v1/realtime/calls/{call_id}  hang up
+    GET    /healthz, and the web page at /
+
+Handlers validate and delegate: tokens to :class:`TokenStore`, calls to :class:`CallRegistry`.
+Every refusal is a :class:`GatewayError`, rendered as OpenAI-style JSON by one middleware.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer
+
+from .call import Call
+from .calls import CallRegistry, new_call_id
+from .config import Config
+from .errors import (BadRequest, Forbidden, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,
+                     Unauthorized, UnsupportedMediaType)
+from .logs import call_id_var
+from .policy import PolicyError, SessionPolicy, merge_session
+from .sdp import check_offer
+from .tokens import TokenStore
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Gateway:
+    """What the handlers share: the config, the token store and the calls of this process."""
+
+    config: Config
+    tokens: TokenStore
+    calls: CallRegistry
+    policy: SessionPolicy
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """RTCIceServer entries for the browser."""
+        return [{"urls": server.urls} for server in self.config.ice_servers]
+
+    def peer_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[RTCIceServer(urls=s.urls) for s in self.config.ice_servers])
+
+
+CONFIG_KEY = web.AppKey("config", Config)
+STATE_KEY = web.AppKey("gateway", Gateway)
+
+
+# --- middlewares ----------------------------------------------------------------------------
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return _error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(PayloadTooLarge(
+            f"The request body is larger than {request.app[CONFIG_KEY].max_body_bytes} bytes."))
+    except web.HTTPNotFound:
+        return _error_response(NotFound(f"Nothing at {request.path}."))
+    except web.HTTPMethodNotAllowed:
+        return _error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}."))
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return _error_response(ServerError("The gateway hit an internal error."))
+
+
+def _error_response(exc: GatewayError) -> web.Response:
+    return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer preflights for allowed origins and refuse API calls from other foreign origins."""
+    origin = request.headers.get("Origin")
+    if origin is None or _same_origin(request, origin):
+        return await handler(request)
+    allowed = request.app[CONFIG_KEY].allowed_origins
+    if "*" not in allowed and origin not in allowed:
+        if request.path.startswith("/v1/"):
+            return _error_response(Forbidden(f"Origin {origin} is not allowed to use this gateway.",
+                                             code="origin_not_allowed"))
+        return await handler(request)
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        headers.update({
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", ""),
+            "Access-Control-Max-Age": "600",
+        })
+        return web.Response(status=204, headers=headers)
+    response = await handler(request)
+    headers["Access-Control-Expose-Headers"] = "Location"
+    response.headers.update(headers)
+    return response
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    return urlsplit(origin).netloc == request.host
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type not in ("application/json", "application/octet-stream") and request.can_read_body:
+        raise UnsupportedMediaType(f"Send JSON (Content-Type: application/json), not {request.content_type}.")
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return value
+
+
+def _requested_session(gateway: Gateway, session: Any) -> dict[str, Any]:
+    """The default session with the client's allowed changes applied."""
+    if session is None:
+        return gateway.config.default_session()
+    try:
+        gateway.policy.check(session)
+    except PolicyError as exc:
+        raise BadRequest(str(exc), code=exc.code, param=exc.param) from None
+    return merge_session(gateway.config.default_session(), session)
+
+
+async def create_client_secret(request: web.Request) -> web.Response:
+    gateway = request.app[STATE_KEY]
+    config = gateway.config
+    body = await _read_json(request)
+    session = _requested_session(gateway, body.get("session"))
+    ttl = config.token_ttl_s
+    expires_after = body.get("expires_after")
+    if expires_after is not None:
+        seconds = expires_after.get("seconds") if isinstance(expires_after, dict) else None
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 10 <= seconds <= config.token_max_ttl_s:
+            raise BadRequest(f"expires_after.seconds must be an integer from 10 to {config.token_max_ttl_s}.",
+                             code="invalid_value", param="expires_after.seconds")
+        ttl = seconds
+    secret = gateway.tokens.mint(session, ttl)
+    return web.json_response({
+        "value": secret.value,
+        "expires_at": secret.expires_at,
+        "session": {"id": secret.session_id, "object": "realtime.session", **session},
+        "ice_servers": gateway.ice_servers(),
+    })
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Missing 'Authorization: Bearer ek_…' header with a client secret.",
+                           code="missing_authorization")
+    return value.strip()
+
+
+async def _read_offer(request: web.Request) -> tuple[str, Any]:
+    """The SDP offer and optional session from either request shape OpenAI accepts."""
+    if request.content_type == "application/sdp":
+        body = await request.read()
+        try:
+            return body.decode("utf-8"), None
+        except UnicodeDecodeError:
+            raise BadRequest("The SDP offer is not UTF-8 text.", code="invalid_offer") from None
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        sdp, session = form.get("sdp"), form.get("session")
+        if not isinstance(sdp, str):
+            raise BadRequest("The multipart body needs an 'sdp' text field.", code="invalid_offer", param="sdp")
+        if session is not None:
+            try:
+                session = json.loads(session) if isinstance(session, str) else None
+            except ValueError:
+                raise BadRequest("The 'session' field is not valid JSON.", code="invalid_json",
+                                 param="session") from None
+        return sdp, session
+    raise UnsupportedMediaType("Send the SDP offer with Content-Type: application/sdp "
+                               f"(or multipart/form-data), not {request.content_type or 'nothing'}.")
+
+
+async def create_call(request: web.Request) -> web.Response:
+    gateway = request.app[STATE_KEY]
+    token = _bearer(request)
+    offer, session_update = await _read_offer(request)
+    secret = gateway.tokens.redeem(token)
+    session = dict(secret.session)
+    if session_update is not None:
+        try:
+            gateway.policy.check(session_update)
+        except PolicyError as exc:
+            raise BadRequest(str(exc), code=exc.code, param=exc.param) from None
+        session = merge_session(session, session_update)
+    check_offer(offer)
+    gateway.calls.reserve()
+    call_id = new_call_id()
+    call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
+    call = Call(call_id, gateway.config, session, gateway.peer_configuration())
+    try:
+        answer = await call.accept(offer)
+    except BaseException:
+        gateway.calls.release()
+        await call.pc.close()
+        raise
+    gateway.calls.start(call)
+    logger.info("call created")
+    return web.Response(status=201, text=answer, content_type="application/sdp",
+                        headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+async def hang_up(request: web.Request) -> web.Response:
+    gateway = request.app[STATE_KEY]
+    call: Call = gateway.calls.get(request.match_info["call_id"])
+    call.end("client_hangup")
+    return web.Response(status=204)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gateway = request.app[STATE_KEY]
+    return web.json_response({"status": "ok", "calls": len(gateway.calls),
+                              "max_calls": gateway.config.max_calls})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    root = request.app[CONFIG_KEY].web_root
+    assert root is not None
+    return web.FileResponse(root / "index.html")
+
+
+def create_app(config: Config, tokens: TokenStore | None = None, calls: CallRegistry | None = None) -> web.Application:
+    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=config.max_body_bytes)
+    gateway = Gateway(config, tokens or TokenStore(), calls or CallRegistry(config.max_calls),
+                      SessionPolicy.from_fields(config.locked_session_fields))
+    app[CONFIG_KEY] = config
+    app[STATE_KEY] = gateway
+    app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    app.router.add_post("/v1/realtime/calls", create_call)
+    app.router.add_delete("/v1/realtime/calls/{call_id}", hang_up)
+    app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hang_up)  # OpenAI's spelling
+    app.router.add_get("/healthz", healthz)
+    if config.web_root is not None and (config.web_root / "index.html").is_file():
+        app.router.add_get("/", index)
+        app.router.add_static("/", config.web_root)
+
+    async def close_calls(app: web.Application) -> None:
+        await app[STATE_KEY].calls.close()
+
+    app.on_shutdown.append(close_calls)
+    return app

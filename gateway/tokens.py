@@ -1,0 +1,64 @@
+"""Short-lived client secrets (``ek_…``): what a browser holds instead of the real API key.
+
+A secret is an unguessable random value bound to one session configuration and an expiry; the
+browser presents it once more to create its call. The store is in memory and bounded: expired
+secrets are purged as new ones are minted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RateLimited, Unauthorized
+from .events import new_id
+
+PREFIX = "ek_"
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    value: str
+    session_id: str
+    expires_at: int  # unix seconds
+    session: Mapping[str, Any]
+
+
+class TokenStore:
+    def __init__(self, *, clock: Callable[[], float] = time.time, capacity: int = 100_000) -> None:
+        self._clock = clock
+        self._capacity = capacity
+        self._secrets: dict[str, ClientSecret] = {}
+
+    def __len__(self) -> int:
+        return len(self._secrets)
+
+    def mint(self, session: Mapping[str, Any], ttl_s: int) -> ClientSecret:
+        now = self._clock()
+        if len(self._secrets) >= self._capacity:
+            self._purge(now)
+            if len(self._secrets) >= self._capacity:
+                raise RateLimited("Too many outstanding client secrets; try again shortly.")
+        secret = ClientSecret(PREFIX + secrets.token_urlsafe(32), new_id("sess"), int(now + ttl_s), session)
+        self._secrets[secret.value] = secret
+        return secret
+
+    def redeem(self, value: str) -> ClientSecret:
+        """The secret for ``value``, or :class:`Unauthorized` saying why not."""
+        if not value.startswith(PREFIX):
+            raise Unauthorized("Authorization must be 'Bearer ek_…', a client secret from "
+                               "POST /v1/realtime/client_secrets.", code="invalid_client_secret")
+        secret = self._secrets.get(value)
+        if secret is None:
+            raise Unauthorized("The client secret is not valid.", code="invalid_client_secret")
+        if self._clock() >= secret.expires_at:
+            del self._secrets[value]
+            raise Unauthorized("The client secret has expired; request a new one.", code="expired_client_secret")
+        return secret
+
+    def _purge(self, now: float) -> None:
+        for value in [v for v, s in self._secrets.items() if now >= s.expires_at]:
+            del self._secrets[value]

@@ -1,0 +1,162 @@
+"""A browser stand-in built from a real aiortc peer: it talks into a mic, listens, and logs events.
+
+It connects exactly the way the web page does — mint a client secret, create a data channel
+``oai-events``, POST the offer to ``/v1/realtime/calls`` — so tests exercise the public interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from gateway.inbound_audio import mono
+
+RATE = 48000
+FRAME = 960
+
+
+class MicTrack(MediaStreamTrack):
+    """Plays queued 48 kHz PCM in real time, silence otherwise."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = np.zeros(0, np.int16)
+        self._start: float | None = None
+        self._pts = 0
+        self.sent_until = 0.0  # monotonic time when the last queued sample leaves
+
+    def say(self, pcm: np.ndarray) -> float:
+        """Queue speech; returns the monotonic time at which it will have been fully sent."""
+        self._queue = np.concatenate((self._queue, pcm.astype(np.int16)))
+        self.sent_until = time.monotonic() + len(self._queue) / RATE
+        return self.sent_until
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += FRAME
+            wait = self._start + self._pts / RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        pcm, self._queue = self._queue[:FRAME], self._queue[FRAME:]
+        if len(pcm) < FRAME:
+            pcm = np.concatenate((pcm, np.zeros(FRAME - len(pcm), np.int16)))
+        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class ClientPeer:
+    def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None) -> None:
+        self.base_url = base_url
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration())
+        self.mic = MicTrack()
+        self.pc.addTrack(self.mic)
+        self.channel = self.pc.createDataChannel("oai-events")
+        self.events: list[dict[str, Any]] = []
+        self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
+        self.location: str | None = None
+        self.secret: dict[str, Any] | None = None
+        self._event_arrived = asyncio.Event()
+        self._listen_task: asyncio.Task[None] | None = None
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    # --- signaling ---------------------------------------------------------------------------
+
+    async def connect(self, session: dict[str, Any] | None = None) -> None:
+        async with aiohttp.ClientSession() as http:
+            body = {"session": session} if session else {}
+            async with http.post(f"{self.base_url}/v1/realtime/client_secrets", json=body) as response:
+                assert response.status == 200, await response.text()
+                self.secret = await response.json()
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            async with http.post(f"{self.base_url}/v1/realtime/calls", data=self.pc.localDescription.sdp,
+                                 headers={"Content-Type": "application/sdp",
+                                          "Authorization": f"Bearer {self.secret['value']}"}) as response:
+                answer = await response.text()
+                assert response.status == 201, answer
+                self.location = response.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def hang_up(self) -> int:
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(f"{self.base_url}{self.location}") as response:
+                return response.status
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            await asyncio.gather(self._listen_task, return_exceptions=True)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _on_message(self, message: str) -> None:
+        self.events.append(json.loads(message))
+        self._event_arrived.set()
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.channel.send(json.dumps(event))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+    async def wait_for(self, kind: str, *, timeout: float = 10.0, after: int = 0,
+                       where: Callable[[dict[str, Any]], bool] = lambda e: True) -> dict[str, Any]:
+        """The first event of ``kind`` at index ≥ ``after`` matching ``where``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events[after:]:
+                if event.get("type") == kind and where(event):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [e.get("type") for e in self.events[after:]]
+                raise AssertionError(f"no {kind} within {timeout} s; saw {seen}")
+            self._event_arrived.clear()
+            try:
+                await asyncio.wait_for(self._event_arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def channel_open(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.channel.readyState != "open":
+            assert time.monotonic() < deadline, "data channel did not open"
+            await asyncio.sleep(0.02)
+
+    # --- audio -------------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._listen_task is None:
+            self._listen_task = asyncio.create_task(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.heard.append((time.monotonic(), mono(frame).copy()))
+        except MediaStreamError:
+            pass
+
+    def heard_between(self, start: float, end: float = float("inf")) -> np.ndarray:
+        frames = [pcm for when, pcm in self.heard if start <= when < end]
+        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
