@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 DATA_CHANNEL_LABEL = "oai-events"
 MAX_BACKLOG_AUDIO = 250  # 5 s of 20 ms appends held while the upstream connects
 MAX_CLIENT_BACKLOG = 500  # events held until the data channel opens
+CHANNEL_WAIT_ON_ERROR_S = 5.0
 
 
 class _HangUp(Exception):
@@ -74,6 +75,7 @@ class Call:
         self._tg: asyncio.TaskGroup | None = None
         self._ended = asyncio.Event()
         self._connected = asyncio.Event()
+        self._channel_open = asyncio.Event()
         self.end_reason: str | None = None
         self._end_error: Event | None = None
         self._started = time.monotonic()
@@ -118,6 +120,7 @@ class Call:
         if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
             return
         self._channel = channel
+        self._channel_open.set()
         channel.on("message", self._on_client_message)
         backlog, self._client_backlog = self._client_backlog, []
         for message in backlog:
@@ -171,6 +174,13 @@ class Call:
 
     async def _teardown(self) -> None:
         if self._end_error is not None:
+            # A call that fails while still connecting waits briefly for its data channel,
+            # so the browser learns why instead of seeing a silent hang-up.
+            if self.pc.connectionState not in ("closed", "failed"):
+                try:
+                    await asyncio.wait_for(self._channel_open.wait(), CHANNEL_WAIT_ON_ERROR_S)
+                except asyncio.TimeoutError:
+                    pass
             self._send_client(self._end_error)
             await self._drain_channel(timeout=0.3)
         await self.pc.close()

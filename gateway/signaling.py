@@ -182,7 +182,7 @@ async def _read_offer(request: web.Request) -> tuple[str, Any]:
             return body.decode("utf-8"), None
         except UnicodeDecodeError:
             raise BadRequest("The SDP offer is not UTF-8 text.", code="invalid_offer") from None
-    if request.content_type == "multipart/form-data":
+    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = await request.post()
         sdp, session = form.get("sdp"), form.get("session")
         if not isinstance(sdp, str):

@@ -26,8 +26,8 @@ class RunningGateway:
         return self.app[STATE_KEY]
 
 
-def gateway_config(upstream_url: str, **overrides: Any) -> Config:
-    values: dict[str, Any] = dict(upstream="url", upstream_url=upstream_url, openai_api_key="sk-test-upstream-key",
+def gateway_config(**overrides: Any) -> Config:
+    values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key",
                                   host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60)
     values.update(overrides)
     return Config(**values)
@@ -47,6 +47,7 @@ async def start_gateway(config: Config) -> tuple[RunningGateway, web.AppRunner]:
 async def fake_upstream() -> AsyncIterator[FakeRealtimeServer]:
     async with FakeRealtimeServer(Behaviour()) as server:
         yield server
+    assert not server.schema_problems, f"gateway sent events that break openai's GA types: {server.schema_problems}"
 
 
 GatewayFactory = Callable[..., Any]
@@ -57,7 +58,8 @@ async def make_gateway(fake_upstream: FakeRealtimeServer) -> AsyncIterator[Gatew
     runners: list[web.AppRunner] = []
 
     async def make(**overrides: Any) -> RunningGateway:
-        gateway, runner = await start_gateway(gateway_config(fake_upstream.url, **overrides))
+        overrides.setdefault("upstream_url", fake_upstream.url)
+        gateway, runner = await start_gateway(gateway_config(**overrides))
         runners.append(runner)
         return gateway
 

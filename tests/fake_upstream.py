@@ -24,6 +24,7 @@ from websockets.http11 import Request, Response
 from gateway.events import error_event, new_id, server_event
 
 from .audio_tools import rms, voiced
+from .schema import client_event_problem, server_event_problem
 
 RATE = 24000
 FRAME = 480  # 20 ms
@@ -39,6 +40,7 @@ class Behaviour:
     speed: float = 5.0  # reply audio is sent this many times faster than real time
     vad_rms: float = 600.0
     fatal_error_after_turns: int | None = None  # send a fatal error instead of the Nth reply
+    session_created_delay: float = 0.0  # hold session.created back (slow upstream handshake)
 
 
 @dataclass
@@ -66,16 +68,22 @@ class FakeSession:
         return [e for e in self.client_events if e.get("type") == kind]
 
     async def send(self, kind: str, **fields: Any) -> None:
-        await self.connection.send(json.dumps(server_event(kind, **fields)))
+        await self._send(server_event(kind, **fields))
 
     async def send_error(self, message: str, code: str, event_id: str | None = None) -> None:
-        await self.connection.send(json.dumps(error_event(message, code=code, event_id=event_id)))
+        await self._send(error_event(message, code=code, event_id=event_id))
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        problem = server_event_problem(event)
+        assert problem is None, f"the fake upstream must speak the exact GA protocol: {problem}"
+        await self.connection.send(json.dumps(event))
 
 
 class FakeRealtimeServer:
     def __init__(self, behaviour: Behaviour | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
         self.sessions: list[FakeSession] = []
+        self.schema_problems: list[str] = []  # client events from the gateway that break the GA types
         self.open_connections = 0
         self._server: Server | None = None
         self.port = 0
@@ -107,9 +115,15 @@ class FakeRealtimeServer:
         self.sessions.append(session)
         self.open_connections += 1
         try:
+            await asyncio.sleep(self.behaviour.session_created_delay)
             await session.send("session.created", session=session.session)
             async for message in connection:
-                await _on_client_event(session, json.loads(message))
+                event = json.loads(message)
+                if event.get("type") != "input_audio_buffer.append" or not session.audio:
+                    problem = client_event_problem(event)
+                    if problem is not None:
+                        self.schema_problems.append(problem)
+                await _on_client_event(session, event)
         finally:
             self.open_connections -= 1
             if session.response_task is not None:

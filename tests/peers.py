@@ -21,6 +21,8 @@ from av import AudioFrame
 
 from gateway.inbound_audio import mono
 
+from .schema import server_event_problem
+
 RATE = 48000
 FRAME = 960
 
@@ -71,6 +73,7 @@ class ClientPeer:
         self.pc.addTrack(self.mic)
         self.channel = self.pc.createDataChannel("oai-events")
         self.events: list[dict[str, Any]] = []
+        self.schema_problems: list[str] = []  # every event is checked against openai's GA types
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
         self.location: str | None = None
         self.secret: dict[str, Any] | None = None
@@ -102,15 +105,21 @@ class ClientPeer:
                 return response.status
 
     async def close(self) -> None:
+        """Close the peer and fail the test if any event broke the GA schema."""
         await self.pc.close()
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
+        assert not self.schema_problems, f"events not valid per openai's GA types: {self.schema_problems}"
 
     # --- events ------------------------------------------------------------------------------
 
     def _on_message(self, message: str) -> None:
-        self.events.append(json.loads(message))
+        event = json.loads(message)
+        problem = server_event_problem(event)
+        if problem is not None:
+            self.schema_problems.append(problem)
+        self.events.append(event)
         self._event_arrived.set()
 
     def send(self, event: dict[str, Any]) -> None:
