@@ -152,9 +152,11 @@ class Conversation:
             response_id = event.get("response", {}).get("id")
             if response_id == self._active_response:
                 self._active_response = None
+            self._to_client.append(event)  # before output_audio_buffer.stopped, as OpenAI orders them
             if response_id:
                 self._discarded.discard(response_id)
                 self._emit_transitions(self._playout.complete(response_id), now)
+            return
         elif kind == "input_audio_buffer.speech_started":
             if self._playout.is_active and self._interrupts():
                 self._to_client.append(event)

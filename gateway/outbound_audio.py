@@ -72,7 +72,7 @@ class OutboundAudioTrack(MediaStreamTrack):
                 await self._sleep(-late)
                 now = self._clock()
             elif late > self._max_late:
-                skip = int(late / FRAME_S)
+                skip = round(late / FRAME_S)  # land on the frame due now, not one behind it
                 self._pts += skip * FRAME_SAMPLES
                 self.skipped_frames += skip
         if self.readyState != "live":

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up everything the gateway (mode "run") or the whole test suite (mode "test") needs on a
+# fresh Debian 12 machine with Python 3.11, as root: the virtualenv with pinned Python packages,
+# then each area's own setup script (scripts/setup_<area>.sh: Debian packages, model weights...).
+# Idempotent: a second run only checks.
+set -euo pipefail
+mode="${1:-run}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export VENV="${VENV:-$root/.venv}"
+export DEBIAN_FRONTEND=noninteractive
+
+apt_install() {  # apt_install <package>...: install only what is missing
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+export -f apt_install
+
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  "$python" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; "$python" -m venv "$VENV"; }
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+extras="engine"
+[ "$mode" = "test" ] && extras="engine,test"
+"$VENV/bin/python" -m pip install -q -e ".[$extras]"
+
+case "$mode" in
+  run)  areas="codec engine" ;;
+  test) areas="codec engine net turn browser" ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+for area in $areas; do
+  script="$root/scripts/setup_$area.sh"
+  if [ -f "$script" ]; then
+    echo "== setup: $area"
+    bash "$script"
+  fi
+done

@@ -1,0 +1,75 @@
+"""The outbound track is the pacing clock: steady 20 ms frames, no drift, no bursts after stalls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from gateway.outbound_audio import OutboundAudioTrack
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.emitted: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make(clock: FakeClock) -> OutboundAudioTrack:
+    def source(now: float) -> np.ndarray:
+        clock.emitted.append(now)
+        return np.zeros(960, np.int16)
+    return OutboundAudioTrack(source, clock=clock, sleep=clock.sleep)
+
+
+async def test_ten_minutes_without_drift() -> None:
+    clock = FakeClock()
+    track = make(clock)
+    for _ in range(30_000):  # 10 minutes of 20 ms frames
+        frame = await track.recv()
+        clock.now += 0.0003  # the sender's own work per frame
+    assert frame.pts == 29_999 * 960
+    elapsed = clock.emitted[-1] - clock.emitted[0]
+    assert elapsed == pytest.approx(29_999 * 0.02, abs=0.001)  # < 1 ms drift after 10 min
+    gaps = np.diff(clock.emitted)
+    assert gaps.max() < 0.0201 and gaps.min() > 0.0199
+
+
+async def test_a_stall_skips_ahead_instead_of_bursting() -> None:
+    clock = FakeClock()
+    track = make(clock)
+    for _ in range(10):
+        await track.recv()
+    clock.now += 0.5  # the event loop was blocked for half a second
+    before = len(clock.emitted)
+    for _ in range(10):
+        frame = await track.recv()
+    after = np.diff(clock.emitted[before:])
+    assert (after > 0.0199).all(), "frames after a stall must keep their 20 ms spacing"
+    assert track.skipped_frames >= 20
+    # RTP time moved on with the wall clock, so the browser sees a gap, not a delay.
+    assert frame.pts == round((clock.emitted[-1] - clock.emitted[0]) / 0.02) * 960
+
+
+async def test_small_lateness_is_caught_up_without_skipping() -> None:
+    clock = FakeClock()
+    track = make(clock)
+    await track.recv()
+    clock.now += 0.045  # late by ~2 frames: caught up, timestamps stay contiguous
+    frames = [await track.recv() for _ in range(5)]
+    assert [f.pts for f in frames] == [960 * i for i in range(1, 6)]
+    assert track.skipped_frames == 0
+
+
+async def test_stopped_track_ends() -> None:
+    clock = FakeClock()
+    track = make(clock)
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
