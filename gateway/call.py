@@ -23,7 +23,8 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from .config import Config
 from .conversation import Conversation, State
 from .errors import BadRequest
-from .events import APPEND_PREFIX, Event, append_message, dumps, error_event
+from .events import Event, append_message, dumps, error_event
+from .metrics import GatewayMetrics
 from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
 from .outbound_audio import OutboundAudioTrack
 from .policy import SessionPolicy
@@ -56,11 +57,13 @@ class CallSummary:
 
 
 class Call:
-    def __init__(self, call_id: str, config: Config, session: Mapping[str, Any],
+    def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
                  peer_configuration: RTCConfiguration | None = None,
-                 mic_source: Callable[[MediaStreamTrack, Any], MicSource] | None = None) -> None:
+                 mic_source: Callable[[MediaStreamTrack, Any], MicSource] | None = None,
+                 metrics: GatewayMetrics | None = None, created_at: float | None = None) -> None:
         self.id = call_id
         self._config = config
+        self._metrics = metrics or GatewayMetrics()
         self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
                                          playout_delay_ms=config.playout_delay_ms)
         self.pc = RTCPeerConnection(peer_configuration or RTCConfiguration())
@@ -70,7 +73,8 @@ class Call:
         self._channel: RTCDataChannel | None = None
         self._client_backlog: list[str] = []
         self._upstream: Upstream | None = None
-        self._upstream_queue: asyncio.Queue[str] = asyncio.Queue()
+        # (serialized event, when its audio arrived — None for events): one ordered stream upstream.
+        self._upstream_queue: asyncio.Queue[tuple[str, float | None]] = asyncio.Queue()
         self._queued_audio = 0
         self._tg: asyncio.TaskGroup | None = None
         self._ended = asyncio.Event()
@@ -78,12 +82,13 @@ class Call:
         self._channel_open = asyncio.Event()
         self.end_reason: str | None = None
         self._end_error: Event | None = None
-        self._started = time.monotonic()
+        self._started = created_at if created_at is not None else time.monotonic()
         self._upstream_connect_ms: float | None = None
         self._session_ready_ms: float | None = None
         self._audio_in_samples = 0
         self._frames_out = 0
         self.dropped_audio = 0
+        self._turns_reported = 0
 
     # --- signaling ---------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class Call:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
+            if not self._connected.is_set():
+                self._metrics.call_setup.observe(time.monotonic() - self._started)
             self._connected.set()
         elif state == "failed":
             self.end("ice_failed")
@@ -229,9 +236,11 @@ class Call:
                 config.upstream_connect_timeout_s)
         except UpstreamError as exc:
             logger.error("upstream connect failed: %s", exc)
+            self._metrics.upstream_error(exc.code)
             self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
             return
         self._upstream_connect_ms = (time.monotonic() - self._started) * 1000
+        self._metrics.upstream_connect.observe(self._upstream_connect_ms / 1000)
         logger.info("[perf] upstream connected in %.0f ms", self._upstream_connect_ms)
         self.conversation.upstream_opened()
         for event in self.conversation.data_to_upstream():  # session.update before any audio
@@ -240,6 +249,8 @@ class Call:
         self._tg.create_task(self._write_upstream(self._upstream), name=f"{self.id}-upstream-writer")
         try:
             async for event in self._upstream.events():
+                if event["type"] == "error":
+                    self._metrics.upstream_error(str((event.get("error") or {}).get("code")))
                 self.conversation.receive_upstream(event, time.monotonic())
                 if self._session_ready_ms is None and self.conversation.state is State.READY:
                     self._session_ready_ms = (time.monotonic() - self._started) * 1000
@@ -247,6 +258,7 @@ class Call:
                 self._flush()
         except UpstreamError as exc:
             logger.error("upstream failed: %s", exc)
+            self._metrics.upstream_error(exc.code)
             self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
             return
         self.end("upstream_closed", error_event("The assistant's session ended.", code="session_ended",
@@ -255,14 +267,16 @@ class Call:
     async def _write_upstream(self, upstream: Upstream) -> None:
         """The only writer of the socket after set-up, so audio and events keep their order."""
         queue = self._upstream_queue
+        inbound_latency = self._metrics.inbound_latency
         while True:
-            message = await queue.get()
-            if message.startswith(APPEND_PREFIX):
-                self._queued_audio -= 1
+            message, received_at = await queue.get()
             await upstream.send_text(message)
+            if received_at is not None:
+                self._queued_audio -= 1
+                inbound_latency.observe(time.monotonic() - received_at)
 
-    def _send_upstream(self, message: str) -> None:
-        self._upstream_queue.put_nowait(message)
+    def _send_upstream(self, message: str, received_at: float | None = None) -> None:
+        self._upstream_queue.put_nowait((message, received_at))
 
     # --- media -------------------------------------------------------------------------------
 
@@ -282,7 +296,8 @@ class Call:
             self.dropped_audio += 1  # the upstream is not keeping up; never let memory grow
             return
         self._queued_audio += 1
-        self._send_upstream(append_message(pcm))
+        self._send_upstream(append_message(pcm), frame.received_at)
+        self._metrics.mic_frames("concealed" if frame.concealed else "decoded")
         samples = len(pcm) // 2
         self._audio_in_samples += samples
         self.conversation.input_audio_sent(samples, time.monotonic())
@@ -309,6 +324,12 @@ class Call:
 
     def _flush(self) -> None:
         conversation = self.conversation
+        for latency in conversation.outbound_latencies():
+            self._metrics.outbound_latency.observe(latency)
+        latencies = conversation.stats.latencies_s
+        while self._turns_reported < len(latencies):
+            self._metrics.turn_latency.observe(latencies[self._turns_reported])
+            self._turns_reported += 1
         for event in conversation.data_to_upstream():
             self._send_upstream(dumps(event))
         for event in conversation.data_to_client():

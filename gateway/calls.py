@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
 
-from .call import Call, CallSummary
+from .call import Call
+from .metrics import GatewayMetrics
 from .errors import AtCapacity, NotFound
 
 logger = logging.getLogger(__name__)
@@ -18,9 +18,9 @@ def new_call_id() -> str:
 
 
 class CallRegistry:
-    def __init__(self, max_calls: int, on_ended: Callable[[Call, CallSummary], None] | None = None) -> None:
+    def __init__(self, max_calls: int, metrics: GatewayMetrics | None = None) -> None:
         self._max_calls = max_calls
-        self._on_ended = on_ended
+        self._metrics = metrics or GatewayMetrics()
         self._calls: dict[str, Call] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reserved = 0
@@ -42,6 +42,8 @@ class CallRegistry:
         self._reserved -= 1
         self._calls[call.id] = call
         self._tasks[call.id] = asyncio.create_task(self._run(call), name=f"call-{call.id}")
+        self._metrics.calls_started.inc()
+        self._metrics.active_calls.inc()
 
     def get(self, call_id: str) -> Call:
         call = self._calls.get(call_id)
@@ -58,9 +60,9 @@ class CallRegistry:
                 summary.duration_s, summary.turns, summary.interruptions, summary.audio_in_s,
                 summary.audio_out_s, _ms(summary.upstream_connect_ms), _ms(summary.session_ready_ms),
                 extra={"call_id": call.id})
-            if self._on_ended is not None:
-                self._on_ended(call, summary)
+            self._metrics.call_ended(summary.reason)
         finally:
+            self._metrics.active_calls.dec()
             del self._calls[call.id]
             del self._tasks[call.id]
 

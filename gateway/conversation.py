@@ -114,6 +114,11 @@ class Conversation:
         out, self._to_client = self._to_client, []
         return out
 
+    def outbound_latencies(self) -> list[float]:
+        """Drain: upstream audio arrival → its first frame out, for audio that found playout idle."""
+        out, self._playout.added_latencies = self._playout.added_latencies, []
+        return out
+
     @property
     def audio_active(self) -> bool:
         return self._playout.is_active
@@ -135,7 +140,7 @@ class Conversation:
     def receive_upstream(self, event: Event, now: float) -> None:
         kind = event.get("type")
         if kind in AUDIO_DELTA_EVENTS:
-            self._on_audio_delta(event)
+            self._on_audio_delta(event, now)
             return
         if self.state is State.CONFIGURING and self._configuring(event):
             return
@@ -207,7 +212,7 @@ class Conversation:
             self.fatal_error = error
         self._to_client.append(event)
 
-    def _on_audio_delta(self, event: Event) -> None:
+    def _on_audio_delta(self, event: Event, now: float) -> None:
         response_id = event.get("response_id")
         item_id = event.get("item_id")
         if not isinstance(response_id, str) or not isinstance(item_id, str):
@@ -220,7 +225,8 @@ class Conversation:
             logger.warning("upstream sent an undecodable audio delta for %s", item_id)
             return
         content_index = event.get("content_index", 0)
-        self._playout.enqueue(response_id, item_id, pcm, content_index if isinstance(content_index, int) else 0)
+        self._playout.enqueue(response_id, item_id, pcm, content_index if isinstance(content_index, int) else 0,
+                              arrived_at=now)
 
     # --- client side -------------------------------------------------------------------------
 
@@ -269,7 +275,7 @@ class Conversation:
 
     def next_frame(self, now: float) -> np.ndarray:
         """The next 20 ms, 48 kHz frame for the outbound track (silence when idle)."""
-        frame = self._playout.next_frame()
+        frame = self._playout.next_frame(now)
         if frame.transitions:
             self._emit_transitions(frame.transitions, now)
         return frame.pcm

@@ -52,6 +52,7 @@ class _Chunk:
     item: PlayedItem
     pcm: np.ndarray
     offset: int = 0
+    arrived_at: float | None = None  # set when it arrived to an empty queue: its wait is ours alone
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Playout:
         self._items: dict[str, PlayedItem] = {}
         self._playing: str | None = None  # response id currently audible
         self._complete: set[str] = set()  # responses whose audio will not grow any more
+        self.added_latencies: list[float] = []  # arrival → first frame, for audio that found the queue idle
 
     @property
     def playing_response(self) -> str | None:
@@ -87,7 +89,8 @@ class Playout:
     def item(self, item_id: str) -> PlayedItem | None:
         return self._items.get(item_id)
 
-    def enqueue(self, response_id: str, item_id: str, pcm24: np.ndarray, content_index: int = 0) -> None:
+    def enqueue(self, response_id: str, item_id: str, pcm24: np.ndarray, content_index: int = 0,
+                arrived_at: float | None = None) -> None:
         """Add 24 kHz int16 audio of ``item_id`` (resampled here, continuous across deltas)."""
         item = self._items.get(item_id)
         if item is None:
@@ -99,7 +102,7 @@ class Playout:
             last.pcm = np.concatenate((last.pcm[last.offset:], pcm))
             last.offset = 0
         else:
-            self._queue.append(_Chunk(item, pcm))
+            self._queue.append(_Chunk(item, pcm, arrived_at=None if self._queue else arrived_at))
 
     def complete(self, response_id: str) -> list[tuple[Transition, str]]:
         """No more audio will come for ``response_id``; report STOPPED now if it already drained."""
@@ -109,7 +112,7 @@ class Playout:
             self._complete.add(response_id)
         return []
 
-    def next_frame(self) -> Frame:
+    def next_frame(self, now: float = 0.0) -> Frame:
         """The next 20 ms to send: model audio if any is queued, else silence."""
         if not self._queue:
             transitions = self._stop() if self._playing in self._complete else []
@@ -128,6 +131,9 @@ class Playout:
                 self._playing = chunk.item.response_id
                 transitions.append((Transition.STARTED, self._playing))
             response_id = self._playing
+            if chunk.arrived_at is not None:
+                self.added_latencies.append(now - chunk.arrived_at)
+                chunk.arrived_at = None
             take = min(FRAME_SAMPLES - filled, len(chunk.pcm) - chunk.offset)
             out[filled:filled + take] = chunk.pcm[chunk.offset:chunk.offset + take]
             chunk.offset += take

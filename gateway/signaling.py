@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .call import Call
 from .calls import CallRegistry, new_call_id
@@ -27,6 +29,7 @@ from .config import Config
 from .errors import (BadRequest, Forbidden, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,
                      Unauthorized, UnsupportedMediaType)
 from .logs import call_id_var
+from .metrics import GatewayMetrics
 from .policy import PolicyError, SessionPolicy, merge_session
 from .sdp import check_offer
 from .tokens import TokenStore
@@ -44,6 +47,7 @@ class Gateway:
     tokens: TokenStore
     calls: CallRegistry
     policy: SessionPolicy
+    metrics: GatewayMetrics
 
     def ice_servers(self) -> list[dict[str, Any]]:
         """RTCIceServer entries for the browser."""
@@ -199,6 +203,7 @@ async def _read_offer(request: web.Request) -> tuple[str, Any]:
 
 
 async def create_call(request: web.Request) -> web.Response:
+    received_at = time.monotonic()
     gateway = request.app[STATE_KEY]
     token = _bearer(request)
     offer, session_update = await _read_offer(request)
@@ -214,7 +219,8 @@ async def create_call(request: web.Request) -> web.Response:
     gateway.calls.reserve()
     call_id = new_call_id()
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
-    call = Call(call_id, gateway.config, session, gateway.peer_configuration())
+    call = Call(call_id, gateway.config, session, peer_configuration=gateway.peer_configuration(),
+                metrics=gateway.metrics, created_at=received_at)
     try:
         answer = await call.accept(offer)
     except BaseException:
@@ -240,16 +246,22 @@ async def healthz(request: web.Request) -> web.Response:
                               "max_calls": gateway.config.max_calls})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[STATE_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def index(request: web.Request) -> web.FileResponse:
     root = request.app[CONFIG_KEY].web_root
     assert root is not None
     return web.FileResponse(root / "index.html")
 
 
-def create_app(config: Config, tokens: TokenStore | None = None, calls: CallRegistry | None = None) -> web.Application:
+def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=config.max_body_bytes)
-    gateway = Gateway(config, tokens or TokenStore(), calls or CallRegistry(config.max_calls),
-                      SessionPolicy.from_fields(config.locked_session_fields))
+    gateway_metrics = GatewayMetrics()
+    gateway = Gateway(config, TokenStore(), CallRegistry(config.max_calls, gateway_metrics),
+                      SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics)
     app[CONFIG_KEY] = config
     app[STATE_KEY] = gateway
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
@@ -257,6 +269,7 @@ def create_app(config: Config, tokens: TokenStore | None = None, calls: CallRegi
     app.router.add_delete("/v1/realtime/calls/{call_id}", hang_up)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hang_up)  # OpenAI's spelling
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     if config.web_root is not None and (config.web_root / "index.html").is_file():
         app.router.add_get("/", index)
         app.router.add_static("/", config.web_root)

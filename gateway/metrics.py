@@ -1,0 +1,56 @@
+"""Prometheus metrics for one gateway process (served at ``/metrics``).
+
+Each app owns its own registry, so tests and several apps in one process never share series.
+Every series carries the ``worker`` label, so the series of several worker processes stay apart.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+_TURN_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+_SETUP_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self, worker: str = "0") -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        w = {"worker": worker}
+        self.active_calls = Gauge("gateway_active_calls", "Calls in progress", ["worker"], registry=r).labels(**w)
+        self.calls_started = Counter("gateway_calls_started", "Calls accepted", ["worker"],
+                                     registry=r).labels(**w)
+        self._calls_ended = Counter("gateway_calls_ended", "Calls ended, by reason", ["worker", "reason"],
+                                    registry=r)
+        self.call_setup = Histogram("gateway_call_setup_seconds", "POST /v1/realtime/calls received → media "
+                                    "connected", ["worker"], buckets=_SETUP_BUCKETS, registry=r).labels(**w)
+        self.turn_latency = Histogram("gateway_turn_latency_seconds", "End of user speech → first assistant "
+                                      "audio sent", ["worker"], buckets=_TURN_BUCKETS, registry=r).labels(**w)
+        self._added_latency = Histogram(
+            "gateway_added_latency_seconds", "Delay the gateway adds: inbound = mic audio received → sent "
+            "upstream; outbound = upstream audio received → first RTP frame with it sent",
+            ["worker", "direction"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_connect = Histogram("gateway_upstream_connect_seconds", "Upstream WebSocket open time",
+                                          ["worker"], buckets=_SETUP_BUCKETS, registry=r).labels(**w)
+        self._upstream_errors = Counter("gateway_upstream_errors", "Upstream errors, by code",
+                                        ["worker", "code"], registry=r)
+        self._mic_frames = Counter("gateway_mic_frames", "Mic frames sent upstream, by origin "
+                                   "(decoded, fec, concealed)", ["worker", "origin"], registry=r)
+        self.jitter_buffer_delay = Histogram("gateway_jitter_buffer_delay_seconds", "Receive jitter buffer "
+                                             "delay per call (median at hang-up)", ["worker"],
+                                             buckets=_LATENCY_BUCKETS, registry=r).labels(**w)
+        self._worker = worker
+        self.inbound_latency = self._added_latency.labels(worker=worker, direction="inbound")
+        self.outbound_latency = self._added_latency.labels(worker=worker, direction="outbound")
+
+    def call_ended(self, reason: str) -> None:
+        self._calls_ended.labels(worker=self._worker, reason=reason).inc()
+
+    def upstream_error(self, code: str) -> None:
+        self._upstream_errors.labels(worker=self._worker, code=code).inc()
+
+    def mic_frames(self, origin: str, count: int = 1) -> None:
+        self._mic_frames.labels(worker=self._worker, origin=origin).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
