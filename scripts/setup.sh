@@ -26,6 +26,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$python" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; "$python" -m venv "$VENV"; }
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
+# llama-cpp-python is built from source: only the library, on every core.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_CURL=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 extras="engine"
 [ "$mode" = "test" ] && extras="engine,test"
 "$VENV/bin/python" -m pip install -q -e ".[$extras]"

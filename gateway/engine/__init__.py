@@ -1,0 +1,1 @@
+"""The offline local engine: a Realtime-compatible speech-to-speech server (VAD → STT → LLM → TTS)."""

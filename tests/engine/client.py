@@ -1,0 +1,87 @@
+"""A plain Realtime WebSocket client for driving the local engine directly in tests and benches."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any, Callable
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..schema import server_event_problem
+
+RATE = 24000
+FRAME = 480  # 20 ms
+
+
+class EngineClient:
+    def __init__(self, connection: ClientConnection) -> None:
+        self.ws = connection
+        self.events: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self.schema_problems: list[str] = []
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str) -> EngineClient:
+        return cls(await connect(url, max_size=2**24))
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            event = json.loads(message)
+            problem = server_event_problem(event)
+            if problem:
+                self.schema_problems.append(problem)
+            self.events.append(event)
+            self.arrivals.append(time.monotonic())
+            self._arrived.set()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        assert not self.schema_problems, self.schema_problems
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(event))
+
+    async def append(self, pcm: np.ndarray, *, realtime: float = 0.0) -> float:
+        """Stream ``pcm`` as 20 ms appends; ``realtime`` > 0 paces at that multiple of real time.
+        Returns the monotonic time the last chunk was sent."""
+        for start in range(0, len(pcm), FRAME):
+            chunk = pcm[start:start + FRAME].astype(np.int16)
+            await self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk.tobytes()).decode()})
+            if realtime:
+                await asyncio.sleep(0.02 / realtime)
+        return time.monotonic()
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+    async def wait_for(self, kind: str, *, timeout: float = 30.0, after: int = 0,
+                       where: Callable[[dict[str, Any]], bool] = lambda e: True) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events[after:]:
+                if event["type"] == kind and where(event):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} within {timeout} s; saw {[e['type'] for e in self.events[after:]]}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def reply_audio(self, response_id: str) -> np.ndarray:
+        chunks = [np.frombuffer(base64.b64decode(e["delta"]), np.int16) for e in self.events
+                  if e["type"] == "response.output_audio.delta" and e["response_id"] == response_id]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.int16)
