@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +27,16 @@ class RunningGateway:
     url: str
     app: web.Application
     config: Config
+    runner: web.AppRunner
 
     @property
     def state(self) -> Gateway:
         return self.app[STATE_KEY]
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent): what a user sees when the gateway goes down."""
+        if self.runner.server is not None:
+            await self.runner.cleanup()
 
 
 def gateway_config(**overrides: Any) -> Config:
@@ -37,10 +50,10 @@ async def start_gateway(config: Config) -> tuple[RunningGateway, web.AppRunner]:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, config.host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    return RunningGateway(f"http://127.0.0.1:{port}", app, config), runner
+    return RunningGateway(f"http://127.0.0.1:{port}", app, config, runner), runner
 
 
 @pytest.fixture
@@ -55,19 +68,49 @@ GatewayFactory = Callable[..., Any]
 
 @pytest.fixture
 async def make_gateway(fake_upstream: FakeRealtimeServer) -> AsyncIterator[GatewayFactory]:
-    runners: list[web.AppRunner] = []
+    gateways: list[RunningGateway] = []
 
     async def make(**overrides: Any) -> RunningGateway:
         overrides.setdefault("upstream_url", fake_upstream.url)
-        gateway, runner = await start_gateway(gateway_config(**overrides))
-        runners.append(runner)
+        gateway, _ = await start_gateway(gateway_config(**overrides))
+        gateways.append(gateway)
         return gateway
 
     yield make
-    for runner in runners:
-        await runner.cleanup()
+    for gateway in gateways:
+        await gateway.stop()
 
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
     return await make_gateway()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> Iterator[str]:
+    """The real offline engine (python -m gateway.engine), started once for the whole session."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(port)], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, "the engine exited during start-up"
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the engine did not become ready"
+            time.sleep(0.3)
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        process.terminate()
+        process.wait(10)

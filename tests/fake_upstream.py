@@ -201,7 +201,16 @@ async def _on_client_event(s: FakeSession, event: dict[str, Any]) -> None:
         await s.send("conversation.item.done", previous_item_id=s.last_item, item=item)
         s.last_item = item["id"]
     elif kind == "conversation.item.retrieve":
-        await s.send_error("retrieve is not supported by the fake", "unsupported", event_id)
+        item = s.items.get(event.get("item_id", ""))
+        if item is None:
+            await s.send_error(f"Item {event.get('item_id')} not found", "item_not_found", event_id)
+        else:  # like OpenAI: a truncated item's transcript is gone
+            transcript = "" if item["truncated"] else item.get("transcript")
+            part = ({"type": "output_audio", "transcript": transcript} if item["role"] == "assistant"
+                    else {"type": "input_audio", "transcript": transcript})
+            await s.send("conversation.item.retrieved", item={
+                "id": event["item_id"], "object": "realtime.item", "type": "message", "role": item["role"],
+                "status": "completed", "content": [part]})
     else:
         await s.send_error(f"Invalid event type '{kind}'", "invalid_event", event_id)
 
@@ -278,7 +287,7 @@ async def _stream_response(s: FakeSession, response_id: str) -> None:
                                                    "status": "in_progress", "output": []})
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "in_progress", "content": []}
-        s.items[item_id] = {"role": "assistant", "audio_ms": 0, "truncated": False}
+        s.items[item_id] = {"role": "assistant", "audio_ms": 0, "truncated": False, "transcript": b.reply_text}
         await s.send("response.output_item.added", response_id=response_id, output_index=0, item=item)
         await s.send("conversation.item.added", previous_item_id=s.last_item, item=item)
         s.last_item = item_id

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -22,37 +15,8 @@ from ..audio_tools import DATA, read_wav
 from .client import EngineClient, silence
 
 pytestmark = pytest.mark.engine
-ROOT = Path(__file__).resolve().parents[2]
 FAST_VAD = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 100, "silence_duration_ms": 300,
             "create_response": True, "interrupt_response": True}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def engine_url() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(port)], cwd=ROOT, env=env)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert process.poll() is None, "the engine exited during start-up"
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the engine did not become ready"
-            time.sleep(0.3)
-        yield f"ws://127.0.0.1:{port}/v1/realtime"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from gateway.resample import Upsampler
 from ..conftest import gateway_config, start_gateway
 from ..peers import ClientPeer
 from .client import silence
-from .test_engine import engine_url, wav  # noqa: F401 - the module-scoped engine fixture
+from .test_engine import wav
 
 pytestmark = pytest.mark.engine
 
 
-async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:  # noqa: F811
+async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
     gateway, runner = await start_gateway(gateway_config(upstream_url=engine_url, openai_api_key=None))
     peer = ClientPeer(gateway.url)
     try:

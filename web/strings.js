@@ -1,0 +1,106 @@
+// Every text the page shows, per language. Brazilian Portuguese first.
+
+export const STRINGS = {
+  "pt-BR": {
+    title: "Assistente de Voz",
+    subtitle: "Converse com o assistente usando a sua voz.",
+    language: "Idioma",
+    start: "Iniciar conversa",
+    stop: "Encerrar conversa",
+    interrupt: "Interromper o assistente",
+    mute: "Silenciar microfone",
+    unmute: "Ativar microfone",
+    states: {
+      idle: "Inativo", recording: "Gravando", listening: "Ouvindo", processing: "Processando",
+      playing: "Reproduzindo", interrupting: "Interrompendo",
+    },
+    hints: {
+      idle: "Toque no microfone (ou pressione Espaço) para começar.",
+      connecting: "Conectando…",
+      recording: "Pode falar. Estou ouvindo.",
+      listening: "Ouvindo você…",
+      processing: "Processando sua fala…",
+      playing: "O assistente está respondendo. Fale ou pressione Esc para interromper.",
+      interrupting: "Interrompendo…",
+    },
+    transcript: "Conversa",
+    you: "Você",
+    assistant: "Assistente",
+    interrupted: "interrompido",
+    empty: "A conversa aparecerá aqui.",
+    typeHere: "Ou digite uma mensagem",
+    send: "Enviar",
+    details: "Detalhes de desempenho",
+    latencyLast: "Latência do último turno",
+    latencyAverage: "Média",
+    latencyNote: "Do fim da sua fala ao início da resposta.",
+    reconnect: "Reconectar",
+    dropped: "A chamada caiu. Deseja reconectar?",
+    errors: {
+      insecure_context: "O microfone só funciona em páginas https ou em localhost. Abra a página por https.",
+      mic_denied: "Permissão do microfone negada. Libere o microfone nas configurações do navegador e tente de novo.",
+      mic_missing: "Nenhum microfone encontrado. Conecte um microfone e tente de novo.",
+      gateway_unreachable: "Não foi possível falar com o servidor. Verifique sua conexão e tente de novo.",
+      token_rejected: "A sessão expirou ou é inválida. Tente iniciar a conversa novamente.",
+      call_failed: "Não foi possível iniciar a chamada. Tente de novo em instantes.",
+      ice_failed: "A conexão de áudio falhou (rede ou firewall). Tente outra rede ou tente de novo.",
+      session_ended: "A sessão foi encerrada pelo servidor. {message}",
+      upstream_error: "O assistente encontrou um erro: {message}",
+    },
+  },
+  en: {
+    title: "Voice Assistant",
+    subtitle: "Talk to the assistant with your voice.",
+    language: "Language",
+    start: "Start conversation",
+    stop: "End conversation",
+    interrupt: "Interrupt the assistant",
+    mute: "Mute microphone",
+    unmute: "Unmute microphone",
+    states: {
+      idle: "Idle", recording: "Recording", listening: "Listening", processing: "Processing",
+      playing: "Playing", interrupting: "Interrupting",
+    },
+    hints: {
+      idle: "Tap the microphone (or press Space) to start.",
+      connecting: "Connecting…",
+      recording: "Go ahead, I'm listening.",
+      listening: "Listening to you…",
+      processing: "Processing your speech…",
+      playing: "The assistant is answering. Speak or press Esc to interrupt.",
+      interrupting: "Interrupting…",
+    },
+    transcript: "Conversation",
+    you: "You",
+    assistant: "Assistant",
+    interrupted: "interrupted",
+    empty: "The conversation will appear here.",
+    typeHere: "Or type a message",
+    send: "Send",
+    details: "Performance details",
+    latencyLast: "Last turn latency",
+    latencyAverage: "Average",
+    latencyNote: "From the end of your speech to the start of the answer.",
+    reconnect: "Reconnect",
+    dropped: "The call dropped. Reconnect?",
+    errors: {
+      insecure_context: "The microphone only works on https pages or localhost. Open the page over https.",
+      mic_denied: "Microphone permission denied. Allow the microphone in your browser settings and try again.",
+      mic_missing: "No microphone found. Connect a microphone and try again.",
+      gateway_unreachable: "Could not reach the server. Check your connection and try again.",
+      token_rejected: "The session expired or is invalid. Try starting the conversation again.",
+      call_failed: "Could not start the call. Try again in a moment.",
+      ice_failed: "The audio connection failed (network or firewall). Try another network or try again.",
+      session_ended: "The session was ended by the server. {message}",
+      upstream_error: "The assistant hit an error: {message}",
+    },
+  },
+};
+
+/** Brazilian Portuguese unless the user chose otherwise (?lang=en, or the selector, remembered). */
+export function pickLanguage(requested) {
+  for (const choice of [requested, localStorage.getItem("language")]) {
+    if (choice && STRINGS[choice]) return choice;
+  }
+  return "pt-BR";
+}
