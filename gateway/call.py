@@ -25,7 +25,10 @@ from .conversation import Conversation, State
 from .errors import BadRequest
 from .events import Event, append_message, dumps, error_event
 from .metrics import GatewayMetrics
+from .audio_receiver import RtpMicSource
 from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
+from .opus_sdp import request_opus_fec
+from .outbound_codec import OpusPacketizer, follow_loss_reports
 from .outbound_audio import OutboundAudioTrack
 from .policy import SessionPolicy
 from .upstream import Upstream, UpstreamError, auth_headers, realtime_url
@@ -67,8 +70,12 @@ class Call:
         self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
                                          playout_delay_ms=config.playout_delay_ms)
         self.pc = RTCPeerConnection(peer_configuration or RTCConfiguration())
-        self.outbound = OutboundAudioTrack(self._next_frame)
-        self._make_mic_source = mic_source or (lambda track, receiver: TrackMicSource(track))
+        self._packetizer = OpusPacketizer()
+        self.outbound = OutboundAudioTrack(self._next_frame, packetize=self._packetizer)
+        self._make_mic_source = mic_source or (
+            RtpMicSource.attach if config.receive_path == "gateway" else lambda track, receiver: TrackMicSource(track))
+        self._mic: MicSource | None = None
+        self._sender: RTCRtpSender | None = None
         self._remote_track: tuple[MediaStreamTrack, Any] | None = None
         self._channel: RTCDataChannel | None = None
         self._client_backlog: list[str] = []
@@ -111,7 +118,8 @@ class Call:
             if other is not transceiver:
                 other.direction = "inactive"  # one audio stream per call; extra media is refused
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        self._sender = transceiver.sender
+        return request_opus_fec(self.pc.localDescription.sdp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self._remote_track is not None:
@@ -163,6 +171,8 @@ class Call:
                 self._tg = tg
                 tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
                 tg.create_task(self._watch_ice(), name=f"{self.id}-ice")
+                assert self._sender is not None, "run() follows accept()"
+                tg.create_task(follow_loss_reports(self._sender, self._packetizer.encoder), name=f"{self.id}-loss")
                 if self._remote_track is not None:
                     tg.create_task(self._run_mic(), name=f"{self.id}-mic")
                 await self._ended.wait()
@@ -283,7 +293,7 @@ class Call:
     async def _run_mic(self) -> None:
         assert self._remote_track is not None
         track, receiver = self._remote_track
-        source = self._make_mic_source(track, receiver)
+        source = self._mic = self._make_mic_source(track, receiver)
         try:
             await pump_mic(source, self._on_mic_audio)
         except MediaStreamError:
@@ -297,7 +307,7 @@ class Call:
             return
         self._queued_audio += 1
         self._send_upstream(append_message(pcm), frame.received_at)
-        self._metrics.mic_frames("concealed" if frame.concealed else "decoded")
+        self._metrics.mic_frames(frame.origin)
         samples = len(pcm) // 2
         self._audio_in_samples += samples
         self.conversation.input_audio_sent(samples, time.monotonic())

@@ -100,6 +100,9 @@ class Config:
     ice_connect_timeout_s: float = 10.0
     # Browser playout delay assumed when computing how much of a reply was heard.
     playout_delay_ms: int = 60
+    # Who turns the mic's RTP into audio: the gateway's own path (FEC, concealment, no added
+    # delay) or aiortc's (fixed 80 ms buffer, no FEC) for comparison.
+    receive_path: str = "gateway"
 
     log_level: str = "INFO"
 
@@ -124,6 +127,8 @@ class Config:
         _check(10 <= self.token_ttl_s <= self.token_max_ttl_s, "TOKEN_TTL",
                f"must be between 10 and TOKEN_MAX_TTL ({self.token_max_ttl_s}), not {self.token_ttl_s}")
         _check(self.max_calls > 0, "MAX_CALLS", "must be > 0")
+        _check(self.receive_path in ("gateway", "aiortc"), "RECEIVE_PATH",
+               f"must be gateway or aiortc, not {self.receive_path!r}")
         _check(self.max_body_bytes >= 4096, "MAX_BODY_BYTES", "must be >= 4096")
         _check(self.ice_connect_timeout_s > 0, "ICE_CONNECT_TIMEOUT", "must be > 0")
         _check(self.upstream_connect_timeout_s > 0, "UPSTREAM_CONNECT_TIMEOUT", "must be > 0")
@@ -246,6 +251,8 @@ _SETTINGS: tuple[_Setting, ...] = (
              "seconds for ICE to connect before the call is ended"),
     _Setting("--playout-delay-ms", "PLAYOUT_DELAY_MS", "playout_delay_ms", int,
              "assumed browser playout delay when truncating an interrupted reply"),
+    _Setting("--receive-path", "RECEIVE_PATH", "receive_path", str,
+             "gateway (own jitter buffer, Opus FEC/concealment) or aiortc"),
     _Setting("--log-level", "LOG_LEVEL", "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
 )
 

@@ -1,8 +1,9 @@
 """The caller's voice on its way in: 20 ms mic frames → 24 kHz PCM16 → the upstream.
 
-A :class:`MicSource` yields decoded 48 kHz mono frames on a steady 20 ms cadence. Today's
-sources: :class:`TrackMicSource` over aiortc's own jitter buffer and decoder, and the gateway's
-own receive path (``audio_receiver.py``: adaptive jitter buffer, Opus FEC and concealment).
+A :class:`MicSource` yields decoded 48 kHz mono frames on a steady 20 ms cadence. Two
+sources: the gateway's own receive path (``audio_receiver.py``: a jitter buffer that holds
+nothing back on a clean network, Opus FEC and concealment) and :class:`TrackMicSource` over
+aiortc's own jitter buffer and decoder (``RECEIVE_PATH=aiortc``, for comparison).
 :func:`pump_mic` is the one loop that turns frames into upstream audio, whichever source feeds it.
 """
 
@@ -25,8 +26,8 @@ FRAME_SAMPLES_48K = 960
 @dataclass(slots=True)
 class MicFrame:
     pcm: np.ndarray  # int16, mono, 48 kHz, 960 samples (20 ms)
-    received_at: float  # time.monotonic() when the newest RTP packet used for it arrived
-    concealed: bool = False  # made by FEC or PLC rather than from a received packet
+    received_at: float  # time.monotonic() when the RTP packet used for it arrived
+    origin: str = "decoded"  # decoded | fec (rebuilt from the next packet) | concealed (invented)
 
 
 class MicSource(Protocol):

@@ -28,12 +28,17 @@ FRAME = 960
 
 
 class MicTrack(MediaStreamTrack):
-    """Plays queued 48 kHz PCM in real time, silence otherwise."""
+    """Plays queued 48 kHz PCM in real time, silence otherwise.
+
+    With a ``packetize`` (e.g. :class:`gateway.outbound_codec.OpusPacketizer`) it sends Opus with
+    in-band FEC, the way Chrome does once the answer asks for it; by default aiortc encodes.
+    """
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, packetize: Callable[[np.ndarray, int], Any] | None = None) -> None:
         super().__init__()
+        self._packetize = packetize
         self._queue = np.zeros(0, np.int16)
         self._start: float | None = None
         self._pts = 0
@@ -45,7 +50,7 @@ class MicTrack(MediaStreamTrack):
         self.sent_until = time.monotonic() + len(self._queue) / RATE
         return self.sent_until
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
@@ -58,6 +63,8 @@ class MicTrack(MediaStreamTrack):
         pcm, self._queue = self._queue[:FRAME], self._queue[FRAME:]
         if len(pcm) < FRAME:
             pcm = np.concatenate((pcm, np.zeros(FRAME - len(pcm), np.int16)))
+        if self._packetize is not None:
+            return self._packetize(pcm, self._pts)
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.pts = self._pts
@@ -66,10 +73,11 @@ class MicTrack(MediaStreamTrack):
 
 
 class ClientPeer:
-    def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None) -> None:
+    def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None,
+                 packetize: Callable[[np.ndarray, int], Any] | None = None) -> None:
         self.base_url = base_url
         self.pc = RTCPeerConnection(configuration or RTCConfiguration())
-        self.mic = MicTrack()
+        self.mic = MicTrack(packetize)
         self.pc.addTrack(self.mic)
         self.channel = self.pc.createDataChannel("oai-events")
         self.events: list[dict[str, Any]] = []
