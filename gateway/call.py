@@ -39,6 +39,7 @@ DATA_CHANNEL_LABEL = "oai-events"
 MAX_BACKLOG_AUDIO = 250  # 5 s of 20 ms appends held while the upstream connects
 MAX_CLIENT_BACKLOG = 500  # events held until the data channel opens
 CHANNEL_WAIT_ON_ERROR_S = 5.0
+CLOSE_WAIT_S = 2.0
 
 
 class _HangUp(Exception):
@@ -88,6 +89,7 @@ class Call:
         self._connected = asyncio.Event()
         self._channel_open = asyncio.Event()
         self.end_reason: str | None = None
+        self.lingering_close: asyncio.Future[None] | None = None  # a close that outlived the call
         self._end_error: Event | None = None
         self._started = created_at if created_at is not None else time.monotonic()
         self._upstream_connect_ms: float | None = None
@@ -96,6 +98,7 @@ class Call:
         self._frames_out = 0
         self.dropped_audio = 0
         self._turns_reported = 0
+        self._last_heard = time.monotonic()
 
     # --- signaling ---------------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class Call:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
-                tg.create_task(self._watch_ice(), name=f"{self.id}-ice")
+                tg.create_task(self._watch_peer(), name=f"{self.id}-peer")
                 assert self._sender is not None, "run() follows accept()"
                 tg.create_task(follow_loss_reports(self._sender, self._packetizer.encoder), name=f"{self.id}-loss")
                 if self._remote_track is not None:
@@ -200,7 +203,14 @@ class Call:
                     pass
             self._send_client(self._end_error)
             await self._drain_channel(timeout=0.3)
-        await self.pc.close()
+        # Closing can take a minute when a TURN server stopped answering (aioice retries the
+        # allocation's deletion): past a short wait the registry takes over the closing task.
+        closing = asyncio.ensure_future(self.pc.close())
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
+        if not done:
+            logger.warning("peer connection still closing after %.0f s (TURN server gone?); finishing in "
+                           "the background", CLOSE_WAIT_S)
+            self.lingering_close = closing
         if self._upstream is not None:
             try:
                 await asyncio.wait_for(self._upstream.close(), 2.0)
@@ -227,13 +237,30 @@ class Call:
             audio_out_s=self._frames_out * 0.02,
         )
 
-    async def _watch_ice(self) -> None:
+    async def _watch_peer(self) -> None:
+        """ICE must connect in time, and then the browser's mic must keep flowing.
+
+        Browsers send mic RTP all the time (a muted track still sends packets), so silence on the
+        wire for ``peer_timeout_s`` means the peer vanished: closed tab, lost network. aiortc's
+        own consent checks would take ~30 s to notice.
+        """
+        config = self._config
         try:
-            await asyncio.wait_for(self._connected.wait(), self._config.ice_connect_timeout_s)
+            await asyncio.wait_for(self._connected.wait(), config.ice_connect_timeout_s)
         except asyncio.TimeoutError:
             logger.warning("ICE did not connect within %.0f s: the browser could not reach any gateway "
-                           "candidate (firewall/NAT without TURN?)", self._config.ice_connect_timeout_s)
+                           "candidate (firewall/NAT without TURN? expired TURN credentials?)",
+                           config.ice_connect_timeout_s)
             self.end("ice_timeout")
+            return
+        self._last_heard = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.5, config.peer_timeout_s / 4))
+            silent = time.monotonic() - self._last_heard
+            if silent > config.peer_timeout_s:
+                logger.warning("no media from the browser for %.1f s: the peer is gone", silent)
+                self.end("peer_gone")
+                return
 
     # --- upstream ----------------------------------------------------------------------------
 
@@ -302,6 +329,8 @@ class Call:
             source.stop()
 
     def _on_mic_audio(self, pcm: bytes, frame: MicFrame) -> None:
+        if frame.origin != "concealed":
+            self._last_heard = frame.received_at
         if self._queued_audio >= MAX_BACKLOG_AUDIO:
             self.dropped_audio += 1  # the upstream is not keeping up; never let memory grow
             return

@@ -23,6 +23,7 @@ class CallRegistry:
         self._metrics = metrics or GatewayMetrics()
         self._calls: dict[str, Call] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._lingering: set[asyncio.Future[None]] = set()  # peer connections still closing
         self._reserved = 0
 
     def __len__(self) -> int:
@@ -61,6 +62,9 @@ class CallRegistry:
                 summary.audio_out_s, _ms(summary.upstream_connect_ms), _ms(summary.session_ready_ms),
                 extra={"call_id": call.id})
             self._metrics.call_ended(summary.reason)
+            if call.lingering_close is not None:
+                self._lingering.add(call.lingering_close)
+                call.lingering_close.add_done_callback(self._lingering.discard)
         finally:
             self._metrics.active_calls.dec()
             del self._calls[call.id]
@@ -73,6 +77,11 @@ class CallRegistry:
         tasks = list(self._tasks.values())
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._lingering:
+            _, pending = await asyncio.wait(set(self._lingering), timeout=3.0)
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _ms(value: float | None) -> str:

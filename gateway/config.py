@@ -96,8 +96,12 @@ class Config:
     token_ttl_s: int = 600
     token_max_ttl_s: int = 7200
     max_calls: int = 100
-    ice_servers: tuple[IceServer, ...] = ()
+    ice_servers: tuple[IceServer, ...] = ()  # stun:, turn:, turns: URLs, in order of preference
+    turn_secret: str | None = field(default=None, repr=False)  # coturn's static-auth-secret
+    turn_credential_ttl_s: int = 3600  # must cover a whole call: allocations refresh with it
+    ice_transport_policy: str = "all"  # "relay": the gateway's own peer uses TURN only
     ice_connect_timeout_s: float = 10.0
+    peer_timeout_s: float = 3.0  # no mic RTP for this long after connecting = the browser is gone
     # Browser playout delay assumed when computing how much of a reply was heard.
     playout_delay_ms: int = 60
     # Who turns the mic's RTP into audio: the gateway's own path (FEC, concealment, no added
@@ -131,6 +135,7 @@ class Config:
                f"must be gateway or aiortc, not {self.receive_path!r}")
         _check(self.max_body_bytes >= 4096, "MAX_BODY_BYTES", "must be >= 4096")
         _check(self.ice_connect_timeout_s > 0, "ICE_CONNECT_TIMEOUT", "must be > 0")
+        _check(self.peer_timeout_s >= 1, "PEER_TIMEOUT", "must be >= 1 s")
         _check(self.upstream_connect_timeout_s > 0, "UPSTREAM_CONNECT_TIMEOUT", "must be > 0")
         for origin in self.allowed_origins:
             _check(origin == "*" or urlsplit(origin).scheme in ("http", "https"), "ALLOWED_ORIGINS",
@@ -138,6 +143,14 @@ class Config:
         for server in self.ice_servers:
             _check(server.urls.startswith(("stun:", "turn:", "turns:")), "ICE_SERVERS",
                    f"entries must start with stun:, turn: or turns:, not {server.urls!r}")
+        _check(bool(self.turn_secret) or not any(s.is_turn for s in self.ice_servers), "TURN_SECRET",
+               "is required when ICE_SERVERS has turn: or turns: URLs (coturn's static-auth-secret)")
+        _check(self.ice_transport_policy in ("all", "relay"), "ICE_TRANSPORT_POLICY",
+               f"must be all or relay, not {self.ice_transport_policy!r}")
+        _check(self.ice_transport_policy == "all" or any(s.is_turn for s in self.ice_servers),
+               "ICE_TRANSPORT_POLICY", "relay needs a turn: URL in ICE_SERVERS")
+        _check(60 <= self.turn_credential_ttl_s <= 7 * 86400, "TURN_CREDENTIAL_TTL",
+               f"must be between 60 s and a week, not {self.turn_credential_ttl_s}")
 
     @property
     def resolved_upstream(self) -> str:
@@ -247,8 +260,16 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting("--token-max-ttl", "TOKEN_MAX_TTL", "token_max_ttl_s", int, "longest client secret lifetime (s)"),
     _Setting("--max-calls", "MAX_CALLS", "max_calls", int, "concurrent calls before answering 503"),
     _Setting("--ice-servers", "ICE_SERVERS", "ice_servers", _ice_servers, "comma list of stun:/turn: URLs"),
+    _Setting("--turn-secret", "TURN_SECRET", "turn_secret", str,
+             "shared secret with the TURN server (coturn static-auth-secret)"),
+    _Setting("--turn-credential-ttl", "TURN_CREDENTIAL_TTL", "turn_credential_ttl_s", int,
+             "lifetime (s) of minted TURN credentials; must cover a call"),
+    _Setting("--ice-transport-policy", "ICE_TRANSPORT_POLICY", "ice_transport_policy", str,
+             "all, or relay to make the gateway's own peer use TURN only"),
     _Setting("--ice-connect-timeout", "ICE_CONNECT_TIMEOUT", "ice_connect_timeout_s", float,
              "seconds for ICE to connect before the call is ended"),
+    _Setting("--peer-timeout", "PEER_TIMEOUT", "peer_timeout_s", float,
+             "seconds without mic media before a connected browser is considered gone"),
     _Setting("--playout-delay-ms", "PLAYOUT_DELAY_MS", "playout_delay_ms", int,
              "assumed browser playout delay when truncating an interrupted reply"),
     _Setting("--receive-path", "RECEIVE_PATH", "receive_path", str,

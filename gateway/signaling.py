@@ -11,16 +11,16 @@ Every refusal is a :class:`GatewayError`, rendered as OpenAI-style JSON by one m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCIceServer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .call import Call
@@ -28,6 +28,7 @@ from .calls import CallRegistry, new_call_id
 from .config import Config
 from .errors import (BadRequest, Forbidden, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,
                      Unauthorized, UnsupportedMediaType)
+from .ice import IceServers
 from .logs import call_id_var
 from .metrics import GatewayMetrics
 from .policy import PolicyError, SessionPolicy, merge_session
@@ -48,13 +49,7 @@ class Gateway:
     calls: CallRegistry
     policy: SessionPolicy
     metrics: GatewayMetrics
-
-    def ice_servers(self) -> list[dict[str, Any]]:
-        """RTCIceServer entries for the browser."""
-        return [{"urls": server.urls} for server in self.config.ice_servers]
-
-    def peer_configuration(self) -> RTCConfiguration:
-        return RTCConfiguration(iceServers=[RTCIceServer(urls=s.urls) for s in self.config.ice_servers])
+    ice: IceServers
 
 
 CONFIG_KEY = web.AppKey("config", Config)
@@ -165,7 +160,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
         "value": secret.value,
         "expires_at": secret.expires_at,
         "session": {"id": secret.session_id, "object": "realtime.session", **session},
-        "ice_servers": gateway.ice_servers(),
+        "ice_servers": gateway.ice.for_browser(secret.session_id),
     })
 
 
@@ -219,7 +214,7 @@ async def create_call(request: web.Request) -> web.Response:
     gateway.calls.reserve()
     call_id = new_call_id()
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
-    call = Call(call_id, gateway.config, session, peer_configuration=gateway.peer_configuration(),
+    call = Call(call_id, gateway.config, session, peer_configuration=gateway.ice.for_gateway(),
                 metrics=gateway.metrics, created_at=received_at)
     try:
         answer = await call.accept(offer)
@@ -261,7 +256,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=config.max_body_bytes)
     gateway_metrics = GatewayMetrics()
     gateway = Gateway(config, TokenStore(), CallRegistry(config.max_calls, gateway_metrics),
-                      SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics)
+                      SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config))
     app[CONFIG_KEY] = config
     app[STATE_KEY] = gateway
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
@@ -277,5 +272,13 @@ def create_app(config: Config) -> web.Application:
     async def close_calls(app: web.Application) -> None:
         await app[STATE_KEY].calls.close()
 
+    async def check_ice_servers(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(gateway.ice.keep_checking()) if config.ice_servers else None
+        yield
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     app.on_shutdown.append(close_calls)
+    app.cleanup_ctx.append(check_ice_servers)
     return app

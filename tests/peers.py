@@ -15,7 +15,8 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
@@ -74,12 +75,14 @@ class MicTrack(MediaStreamTrack):
 
 class ClientPeer:
     def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None,
-                 packetize: Callable[[np.ndarray, int], Any] | None = None) -> None:
+                 packetize: Callable[[np.ndarray, int], Any] | None = None, relay_only: bool = False) -> None:
+        """``relay_only``: use the client secret's ``ice_servers`` with iceTransportPolicy relay."""
         self.base_url = base_url
-        self.pc = RTCPeerConnection(configuration or RTCConfiguration())
+        self._configuration = configuration
+        self._relay_only = relay_only
         self.mic = MicTrack(packetize)
-        self.pc.addTrack(self.mic)
-        self.channel = self.pc.createDataChannel("oai-events")
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration())
+        self._setup_pc()
         self.events: list[dict[str, Any]] = []
         self.schema_problems: list[str] = []  # every event is checked against openai's GA types
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
@@ -87,6 +90,10 @@ class ClientPeer:
         self.secret: dict[str, Any] | None = None
         self._event_arrived = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
+
+    def _setup_pc(self) -> None:
+        self.pc.addTrack(self.mic)
+        self.channel = self.pc.createDataChannel("oai-events")
         self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
 
@@ -98,6 +105,14 @@ class ClientPeer:
             async with http.post(f"{self.base_url}/v1/realtime/client_secrets", json=body) as response:
                 assert response.status == 200, await response.text()
                 self.secret = await response.json()
+            if self._relay_only:  # like a browser behind a strict firewall: TURN or nothing
+                await self.pc.close()
+                self.mic = MicTrack(self.mic._packetize)
+                servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                           for s in self.secret["ice_servers"]]
+                self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers,
+                                                             iceTransportPolicy=RTCIceTransportPolicy.RELAY))
+                self._setup_pc()
             await self.pc.setLocalDescription(await self.pc.createOffer())
             async with http.post(f"{self.base_url}/v1/realtime/calls", data=self.pc.localDescription.sdp,
                                  headers={"Content-Type": "application/sdp",

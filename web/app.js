@@ -1,6 +1,7 @@
 // The reference page: wires RealtimeClient events to the status area, transcript and messages.
 // URL options: ?lang=en, ?base=https://gateway.example (cross-origin gateway), ?processing=off
-// (turns the browser's echo cancellation/noise suppression off, for level-sensitive tests).
+// (turns the browser's echo cancellation/noise suppression off, for level-sensitive tests),
+// ?relay=1 (TURN only, to check a deployment's relay).
 
 import { RealtimeClient } from "./realtime-client.js";
 import { STRINGS, pickLanguage } from "./strings.js";
@@ -105,7 +106,8 @@ async function start() {
   ui.messages.replaceChildren();
   ui.reconnect.hidden = true;
   const client = new RealtimeClient({ baseUrl: params.get("base") || "", audioElement: ui.audio,
-                                     audioProcessing: params.get("processing") !== "off" });
+                                     audioProcessing: params.get("processing") !== "off",
+                                     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all" });
   page.client = client;
   client.addEventListener("conversationstate", render);
   client.addEventListener("statechange", render);

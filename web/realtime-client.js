@@ -15,7 +15,7 @@
 
 export const ERROR_CODES = Object.freeze([
   "insecure_context", "mic_denied", "mic_missing", "gateway_unreachable", "token_rejected",
-  "call_failed", "ice_failed", "session_ended", "upstream_error",
+  "call_failed", "ice_failed", "turn_rejected", "session_ended", "upstream_error",
 ]);
 
 const PT_BR_CHARS_PER_MS = 0.014;
@@ -23,13 +23,14 @@ const INTERNAL = "client_internal_"; // fallback speaking rate when the server c
 
 export class RealtimeClient extends EventTarget {
   constructor({ baseUrl = "", session = null, audioElement = null, audioProcessing = true,
-                iceGatheringTimeoutMs = 1500, fetchImpl = null } = {}) {
+                iceGatheringTimeoutMs = 1500, iceTransportPolicy = "all", fetchImpl = null } = {}) {
     super();
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.session = session;
     this.audioElement = audioElement;
     this.audioProcessing = audioProcessing;
     this.iceGatheringTimeoutMs = iceGatheringTimeoutMs;
+    this.iceTransportPolicy = iceTransportPolicy; // "relay": TURN only, as behind a strict firewall
     this.fetch = fetchImpl || window.fetch.bind(window);
     this.state = "idle";
     this.conversationState = "idle";
@@ -55,9 +56,15 @@ export class RealtimeClient extends EventTarget {
       }
       const secret = await this._mintSecret();
       this._stream = await this._openMic();
-      const pc = (this._pc = new RTCPeerConnection({ iceServers: secret.ice_servers || [] }));
+      const pc = (this._pc = new RTCPeerConnection({ iceServers: secret.ice_servers || [],
+                                                      iceTransportPolicy: this.iceTransportPolicy }));
       pc.addEventListener("track", (e) => this._playRemote(e.streams[0] || new MediaStream([e.track])));
       pc.addEventListener("connectionstatechange", () => this._onConnectionState(pc.connectionState));
+      pc.addEventListener("icecandidateerror", (e) => {
+        if (e.errorCode === 401 || e.errorCode === 438) {  // TURN refused the (expired?) credentials
+          this._emit("error", { code: "turn_rejected", message: `${e.url}: ${e.errorText}`, fatal: false });
+        }
+      });
       for (const track of this._stream.getAudioTracks()) pc.addTrack(track, this._stream);
       this._channel = pc.createDataChannel("oai-events");
       this._channel.addEventListener("message", (e) => this._onServerEvent(e.data));

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import GatewayFactory
+from ..turn_server import turn_server  # noqa: F401
 from ..fake_upstream import FakeRealtimeServer
 from .conftest import (DESKTOP, PHONE, ROOT, axe_violations, inbound_audio_energy, launch, open_page,  # noqa: F401
                        record_states, screenshot, wait_state, write_mic_wav)
@@ -214,3 +215,26 @@ async def test_a_spoken_question_to_the_offline_engine(engine_url: str, launch, 
         await screenshot(page, "desktop-offline-engine-turn")
     finally:
         await runner.cleanup()
+
+
+async def test_relay_only_through_a_real_coturn(make_gateway: GatewayFactory, fake_upstream: FakeRealtimeServer,
+                                                turn_server, launch, tmp_path: Path) -> None:  # noqa: F811
+    from gateway.config import IceServer
+
+    fake_upstream.behaviour.reply_seconds = 2.0
+    gateway = await page_gateway(make_gateway, ice_servers=(IceServer(turn_server.url),),
+                                 turn_secret=turn_server.secret, ice_transport_policy="relay")
+    browser = await launch(write_mic_wav(tmp_path / "mic.wav", [(1.5, 1.2)], total=10.0))
+    _, page = await open_page(browser, f"{gateway.url}/?processing=off&relay=1")
+    await page.click("#main-button")
+    await wait_state(page, "playing", timeout=30)
+    await wait_state(page, "recording", timeout=20)
+    assert await inbound_audio_energy(page) > 0
+    local_type = await page.evaluate("""async () => {
+        const stats = await window.realtimePage.client._pc.getStats();
+        let pair = null;
+        stats.forEach((s) => { if (s.type === 'transport') pair = stats.get(s.selectedCandidatePairId); });
+        return stats.get(pair.localCandidateId).candidateType;
+    }""")
+    assert local_type == "relay"
+    assert turn_server.log_text().count("ALLOCATE processed, success") >= 2
