@@ -10,10 +10,11 @@ the sans-I/O :class:`~gateway.conversation.Conversation`; this module only moves
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -58,6 +59,28 @@ class CallSummary:
     interruptions: int
     audio_in_s: float
     audio_out_s: float
+    turn_latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p90 / max
+    mic_frames: dict[str, int] = field(default_factory=dict)  # by origin: decoded / fec / concealed
+    jitter_buffer_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 of held-back delay
+
+    def log_line(self) -> str:
+        def fmt(values: dict[str, float]) -> str:
+            return "/".join(f"{v:.0f}" for v in values.values()) or "-"
+
+        return (f"call ended: reason={self.reason} duration={self.duration_s:.1f}s turns={self.turns} "
+                f"interruptions={self.interruptions} audio_in={self.audio_in_s:.1f}s "
+                f"audio_out={self.audio_out_s:.1f}s turn_latency_ms(p50/p90/max)={fmt(self.turn_latency_ms)} "
+                f"mic_frames={self.mic_frames or '-'} jitter_buffer_ms(p50/p95)={fmt(self.jitter_buffer_ms)} "
+                f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _percentiles(values: list[float], *quantiles: float) -> list[float]:
+    ordered = sorted(values)
+    return [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in quantiles] if ordered else []
 
 
 class Call:
@@ -98,6 +121,7 @@ class Call:
         self._frames_out = 0
         self.dropped_audio = 0
         self._turns_reported = 0
+        self._mic_frames: collections.Counter[str] = collections.Counter()
         self._last_heard = time.monotonic()
 
     # --- signaling ---------------------------------------------------------------------------
@@ -226,6 +250,14 @@ class Call:
 
     def _summary(self) -> CallSummary:
         stats = self.conversation.stats
+        latencies = [s * 1000 for s in stats.latencies_s]
+        turn_latency = dict(zip(("p50", "p90", "max"), _percentiles(latencies, 0.5, 0.9, 1.0)))
+        jitter = {}
+        mic_frames = dict(self._mic_frames)
+        if isinstance(self._mic, RtpMicSource):
+            buffer_stats = self._mic.buffer.stats
+            jitter = {"p50": buffer_stats.delay_percentile(50) * 1000, "p95": buffer_stats.delay_percentile(95) * 1000}
+            mic_frames["sent_by_peer"] = self._mic.buffer.packets_sent
         return CallSummary(
             reason=self.end_reason or "unknown",
             duration_s=time.monotonic() - self._started,
@@ -235,6 +267,9 @@ class Call:
             interruptions=stats.interruptions,
             audio_in_s=self._audio_in_samples / 24000,
             audio_out_s=self._frames_out * 0.02,
+            turn_latency_ms=turn_latency,
+            mic_frames=mic_frames,
+            jitter_buffer_ms=jitter,
         )
 
     async def _watch_peer(self) -> None:
@@ -337,6 +372,7 @@ class Call:
         self._queued_audio += 1
         self._send_upstream(append_message(pcm), frame.received_at)
         self._metrics.mic_frames(frame.origin)
+        self._mic_frames[frame.origin] += 1
         samples = len(pcm) // 2
         self._audio_in_samples += samples
         self.conversation.input_audio_sent(samples, time.monotonic())

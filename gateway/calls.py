@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 
-from .call import Call
+from .call import Call, CallSummary
 from .metrics import GatewayMetrics
 from .errors import AtCapacity, NotFound
 
@@ -24,6 +25,7 @@ class CallRegistry:
         self._calls: dict[str, Call] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lingering: set[asyncio.Future[None]] = set()  # peer connections still closing
+        self.recent: collections.deque[tuple[str, CallSummary]] = collections.deque(maxlen=100)
         self._reserved = 0
 
     def __len__(self) -> int:
@@ -55,13 +57,11 @@ class CallRegistry:
     async def _run(self, call: Call) -> None:
         try:
             summary = await call.run()
-            logger.info(
-                "call ended: reason=%s duration=%.1fs turns=%d interruptions=%d audio_in=%.1fs "
-                "audio_out=%.1fs upstream_connect_ms=%s session_ready_ms=%s", summary.reason,
-                summary.duration_s, summary.turns, summary.interruptions, summary.audio_in_s,
-                summary.audio_out_s, _ms(summary.upstream_connect_ms), _ms(summary.session_ready_ms),
-                extra={"call_id": call.id})
+            logger.info("%s", summary.log_line(), extra={"call_id": call.id})
             self._metrics.call_ended(summary.reason)
+            if "p50" in summary.jitter_buffer_ms:
+                self._metrics.jitter_buffer_delay.observe(summary.jitter_buffer_ms["p50"] / 1000)
+            self.recent.append((call.id, summary))
             if call.lingering_close is not None:
                 self._lingering.add(call.lingering_close)
                 call.lingering_close.add_done_callback(self._lingering.discard)
@@ -82,7 +82,3 @@ class CallRegistry:
             for future in pending:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"

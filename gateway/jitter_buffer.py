@@ -73,6 +73,7 @@ class JitterBuffer:
         self._packets: dict[int, tuple[bytes, float]] = {}
         self._next: int | None = None  # extended sequence number due next
         self._highest: int | None = None
+        self._first: int | None = None
         self._gap_since: float | None = None
         self._last_arrival = 0.0
         self._stalled = 0  # frames concealed in a row with nothing newer received
@@ -86,6 +87,8 @@ class JitterBuffer:
         self.stats.received += 1
         if self._next is None:
             self._next = ext
+        if self._first is None:
+            self._first = ext
         if ext in self._packets:
             self.stats.duplicate += 1
             return
@@ -118,10 +121,15 @@ class JitterBuffer:
         candidates = (base - SEQ_MOD + seq, base + seq, base + SEQ_MOD + seq)
         return min(candidates, key=lambda c: abs(c - self._highest))
 
+    @property
+    def packets_sent(self) -> int:
+        """How many packets the sender numbered since the stream began (received or not)."""
+        return 0 if self._first is None or self._highest is None else self._highest - self._first + 1
+
     def reset(self) -> None:
         """A new stream (SSRC change): forget sequence state, keep the statistics."""
         self._packets.clear()
-        self._next = self._highest = self._gap_since = None
+        self._next = self._highest = self._gap_since = self._first = None
         self._stalled = 0
 
     # --- output ------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""A call across a real lossy, jittery link (network namespaces): the upstream still hears it all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.engine.models import WHISPER_BASE, default_cache_dir, materialize
+from gateway.engine.stt import Transcriber
+
+from .audio_tools import DATA, read_wav
+from .netbed.bed import NetBed, require
+
+pytestmark = pytest.mark.netns
+
+
+def lossy_call(bed: NetBed, results: Path, receive_path: str = "gateway") -> tuple[dict, Path]:
+    server = bed.spawn(bed.server, [sys.executable, "-m", "tests.netbed.serve_gateway", "--host", bed.server.address,
+                                    "--results", str(results), "--receive-path", receive_path],
+                       stdout=subprocess.PIPE)
+    assert server.stdout is not None
+    url = json.loads(server.stdout.readline())["url"]
+    client = bed.spawn(bed.client, [sys.executable, "-m", "tests.netbed.call_client", "--url", url,
+                                    "--wav", str(DATA / "pt_br_dom_casmurro.wav")], stdout=subprocess.PIPE)
+    out, _ = client.communicate(timeout=90)
+    assert client.returncode == 0, out
+    server.terminate()
+    server.wait(30)
+    (summary,) = json.loads((results / "calls.json").read_text())
+    return summary, results / "upstream-0.wav"
+
+
+def test_ten_percent_loss_with_jitter_loses_no_speech(tmp_path: Path) -> None:
+    require()
+    with NetBed(seed=11) as bed:
+        bed.set_delay(50, jitter_ms=20)
+        bed.set_loss(10)
+        summary, audio = lossy_call(bed, tmp_path)
+    frames = summary["mic_frames"]
+    sent = frames.pop("sent_by_peer")
+    delivered = sum(frames.values())
+    assert delivered >= 0.995 * sent  # a continuous 20 ms cadence reached the upstream
+    assert frames.get("fec", 0) > frames.get("concealed", 0)  # most losses were rebuilt from FEC
+    assert summary["jitter_buffer_ms"]["p50"] <= 40
+    pcm, _ = read_wav(audio)
+    transcript = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 1).transcribe(pcm, "pt").lower()
+    assert "escreveu" in transcript and "livro" in transcript, transcript
