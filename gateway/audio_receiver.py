@@ -97,6 +97,11 @@ class RtpMicSource:
                 self._release(self._clock())  # a missing packet's time is up: rebuild or conceal it
         return self._frames.popleft()
 
+    def receive_stats(self) -> dict[str, Any]:
+        stats = self.buffer.stats
+        return {"jitter_buffer_ms": {"p50": stats.delay_percentile(50) * 1000, "p95": stats.delay_percentile(95) * 1000},
+                "sent_by_peer": self.buffer.packets_sent}
+
     def stop(self) -> None:
         self._stopped = True
         self._ready.set()

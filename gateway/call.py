@@ -97,7 +97,7 @@ class Call:
         self._packetizer = OpusPacketizer()
         self.outbound = OutboundAudioTrack(self._next_frame, packetize=self._packetizer)
         self._make_mic_source = mic_source or (
-            RtpMicSource.attach if config.receive_path == "gateway" else lambda track, receiver: TrackMicSource(track))
+            RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
         self._mic: MicSource | None = None
         self._sender: RTCRtpSender | None = None
         self._remote_track: tuple[MediaStreamTrack, Any] | None = None
@@ -252,12 +252,12 @@ class Call:
         stats = self.conversation.stats
         latencies = [s * 1000 for s in stats.latencies_s]
         turn_latency = dict(zip(("p50", "p90", "max"), _percentiles(latencies, 0.5, 0.9, 1.0)))
-        jitter = {}
         mic_frames = dict(self._mic_frames)
-        if isinstance(self._mic, RtpMicSource):
-            buffer_stats = self._mic.buffer.stats
-            jitter = {"p50": buffer_stats.delay_percentile(50) * 1000, "p95": buffer_stats.delay_percentile(95) * 1000}
-            mic_frames["sent_by_peer"] = self._mic.buffer.packets_sent
+        jitter: dict[str, float] = {}
+        if self._mic is not None:
+            receive = self._mic.receive_stats()
+            jitter = receive["jitter_buffer_ms"]
+            mic_frames["sent_by_peer"] = receive["sent_by_peer"]
         return CallSummary(
             reason=self.end_reason or "unknown",
             duration_s=time.monotonic() - self._started,

@@ -9,10 +9,11 @@ aiortc's own jitter buffer and decoder (``RECEIVE_PATH=aiortc``, for comparison)
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
@@ -36,6 +37,9 @@ class MicSource(Protocol):
 
     def stop(self) -> None: ...
 
+    def receive_stats(self) -> dict[str, Any]:
+        """{"jitter_buffer_ms": {"p50", "p95"}, "sent_by_peer": packets the browser numbered}."""
+
 
 def mono(frame: AudioFrame) -> np.ndarray:
     """First channel of a packed int16 frame: WebRTC mic audio is mono even when sent as stereo."""
@@ -47,20 +51,71 @@ def mono(frame: AudioFrame) -> np.ndarray:
 
 
 class TrackMicSource:
-    """Frames decoded by aiortc itself (its fixed 80 ms jitter buffer, no FEC, no concealment)."""
+    """Frames decoded by aiortc itself (its fixed 80 ms jitter buffer, no FEC, no concealment).
 
-    def __init__(self, track: MediaStreamTrack) -> None:
+    Given the receiver, it also notes when each RTP packet arrived, so the delay aiortc's
+    buffer adds is measured the same way as the gateway's own path (for comparison).
+    """
+
+    def __init__(self, track: MediaStreamTrack, receiver: Any = None) -> None:
         self._track = track
+        self._arrivals: dict[int, float] = {}  # RTP timestamp since the first packet → arrival
+        self._first_timestamp: int | None = None
+        self._sequence = _SequenceSpan()
+        self.delays: collections.deque[float] = collections.deque(maxlen=3000)
+        if receiver is not None:
+            handle = receiver._handle_rtp_packet
+
+            async def noting_arrival(packet: Any, arrival_time_ms: int) -> None:
+                if self._first_timestamp is None:
+                    self._first_timestamp = packet.timestamp
+                self._arrivals[(packet.timestamp - self._first_timestamp) % (1 << 32)] = time.monotonic()
+                self._sequence.add(packet.sequence_number)
+                if len(self._arrivals) > 500:
+                    del self._arrivals[next(iter(self._arrivals))]
+                await handle(packet, arrival_time_ms)
+
+            receiver._handle_rtp_packet = noting_arrival
 
     async def recv(self) -> MicFrame:
         frame = await self._track.recv()
         assert isinstance(frame, AudioFrame)
         if frame.sample_rate != 48000:
             raise ValueError(f"expected 48 kHz Opus output, got {frame.sample_rate} Hz")
-        return MicFrame(mono(frame), time.monotonic())
+        now = time.monotonic()
+        arrival = self._arrivals.pop(frame.pts, None) if frame.pts is not None else None
+        if arrival is not None:
+            self.delays.append(now - arrival)
+        return MicFrame(mono(frame), arrival if arrival is not None else now)
+
+    def receive_stats(self) -> dict[str, Any]:
+        ordered = sorted(self.delays)
+        pick = (lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000) if ordered else None
+        return {"jitter_buffer_ms": {"p50": pick(0.5), "p95": pick(0.95)} if pick else {},
+                "sent_by_peer": self._sequence.count}
 
     def stop(self) -> None:
         self._track.stop()
+
+
+class _SequenceSpan:
+    """How many packets a sender numbered, from the 16-bit RTP sequence numbers seen."""
+
+    def __init__(self) -> None:
+        self._first: int | None = None
+        self._highest = 0
+
+    def add(self, seq: int) -> None:
+        if self._first is None:
+            self._first = self._highest = seq
+            return
+        base = self._highest - (self._highest % 65536)
+        ext = min((base - 65536 + seq, base + seq, base + 65536 + seq), key=lambda c: abs(c - self._highest))
+        self._highest = max(self._highest, ext)
+
+    @property
+    def count(self) -> int:
+        return 0 if self._first is None else self._highest - self._first + 1
 
 
 AudioSink = Callable[[bytes, MicFrame], None]

@@ -44,6 +44,7 @@ class MicTrack(MediaStreamTrack):
         self._start: float | None = None
         self._pts = 0
         self.sent_until = 0.0  # monotonic time when the last queued sample leaves
+        self.frames_sent = 0
 
     def say(self, pcm: np.ndarray) -> float:
         """Queue speech; returns the monotonic time at which it will have been fully sent."""
@@ -62,6 +63,7 @@ class MicTrack(MediaStreamTrack):
             if wait > 0:
                 await asyncio.sleep(wait)
         pcm, self._queue = self._queue[:FRAME], self._queue[FRAME:]
+        self.frames_sent += 1
         if len(pcm) < FRAME:
             pcm = np.concatenate((pcm, np.zeros(FRAME - len(pcm), np.int16)))
         if self._packetize is not None:

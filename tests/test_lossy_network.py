@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,24 +11,9 @@ from gateway.engine.stt import Transcriber
 
 from .audio_tools import DATA, read_wav
 from .netbed.bed import NetBed, require
+from .netbed.scenario import run_call
 
 pytestmark = pytest.mark.netns
-
-
-def lossy_call(bed: NetBed, results: Path, receive_path: str = "gateway") -> tuple[dict, Path]:
-    server = bed.spawn(bed.server, [sys.executable, "-m", "tests.netbed.serve_gateway", "--host", bed.server.address,
-                                    "--results", str(results), "--receive-path", receive_path],
-                       stdout=subprocess.PIPE)
-    assert server.stdout is not None
-    url = json.loads(server.stdout.readline())["url"]
-    client = bed.spawn(bed.client, [sys.executable, "-m", "tests.netbed.call_client", "--url", url,
-                                    "--wav", str(DATA / "pt_br_dom_casmurro.wav")], stdout=subprocess.PIPE)
-    out, _ = client.communicate(timeout=90)
-    assert client.returncode == 0, out
-    server.terminate()
-    server.wait(30)
-    (summary,) = json.loads((results / "calls.json").read_text())
-    return summary, results / "upstream-0.wav"
 
 
 def test_ten_percent_loss_with_jitter_loses_no_speech(tmp_path: Path) -> None:
@@ -39,7 +21,7 @@ def test_ten_percent_loss_with_jitter_loses_no_speech(tmp_path: Path) -> None:
     with NetBed(seed=11) as bed:
         bed.set_delay(50, jitter_ms=20)
         bed.set_loss(10)
-        summary, audio = lossy_call(bed, tmp_path)
+        summary, audio, _ = run_call(bed, tmp_path, [DATA / "pt_br_dom_casmurro.wav"])
     frames = summary["mic_frames"]
     sent = frames.pop("sent_by_peer")
     delivered = sum(frames.values())

@@ -19,12 +19,16 @@ from tests.peers import ClientPeer
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--wav", type=Path, required=True)
+    parser.add_argument("--wav", type=Path, action="append", required=True, help="said in order, 1.5 s apart")
     parser.add_argument("--expected-loss", type=int, default=10)
     parser.add_argument("--hold", type=float, default=3.0, help="seconds to stay after the reply")
     args = parser.parse_args()
-    speech, rate = read_wav(args.wav)
-    assert rate == 24000
+    gap = np.zeros(24000 * 3 // 2, np.int16)
+    pieces = [gap]
+    for path in args.wav:
+        speech, rate = read_wav(path)
+        assert rate == 24000
+        pieces += [speech, gap]
     packetizer = OpusPacketizer()
     packetizer.encoder.set_packet_loss_perc(args.expected_loss)  # what Chrome does from our reports
     peer = ClientPeer(args.url, packetize=packetizer)
@@ -33,10 +37,11 @@ async def main() -> None:
         await peer.connect()
         await peer.channel_open(timeout=20)
         await peer.wait_for("session.created", timeout=20)
-        silence = np.zeros(24000 // 2, np.int16)
-        peer.mic.say(Upsampler().process(np.concatenate((silence, speech, silence, silence))))
+        done_speaking = peer.mic.say(Upsampler().process(np.concatenate(pieces)))
+        await asyncio.sleep(max(0.0, done_speaking - asyncio.get_running_loop().time()))
         await peer.wait_for("output_audio_buffer.stopped", timeout=30)
         await asyncio.sleep(args.hold)
+        result["frames_sent"] = peer.mic.frames_sent
         result["events"] = [e["type"] for e in peer.events]
         result["heard_frames"] = len(peer.heard)
     finally:
