@@ -32,7 +32,7 @@ from .opus_sdp import request_opus_fec
 from .outbound_codec import OpusPacketizer, follow_loss_reports
 from .outbound_audio import OutboundAudioTrack
 from .policy import SessionPolicy
-from .upstream import Upstream, UpstreamError, auth_headers, realtime_url
+from .upstream_link import LinkFailed, UpstreamLink
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +103,7 @@ class Call:
         self._remote_track: tuple[MediaStreamTrack, Any] | None = None
         self._channel: RTCDataChannel | None = None
         self._client_backlog: list[str] = []
-        self._upstream: Upstream | None = None
-        # (serialized event, when its audio arrived — None for events): one ordered stream upstream.
-        self._upstream_queue: asyncio.Queue[tuple[str, float | None]] = asyncio.Queue()
-        self._queued_audio = 0
+        self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
         self._tg: asyncio.TaskGroup | None = None
         self._ended = asyncio.Event()
         self._connected = asyncio.Event()
@@ -115,7 +112,6 @@ class Call:
         self.lingering_close: asyncio.Future[None] | None = None  # a close that outlived the call
         self._end_error: Event | None = None
         self._started = created_at if created_at is not None else time.monotonic()
-        self._upstream_connect_ms: float | None = None
         self._session_ready_ms: float | None = None
         self._audio_in_samples = 0
         self._frames_out = 0
@@ -235,11 +231,6 @@ class Call:
             logger.warning("peer connection still closing after %.0f s (TURN server gone?); finishing in "
                            "the background", CLOSE_WAIT_S)
             self.lingering_close = closing
-        if self._upstream is not None:
-            try:
-                await asyncio.wait_for(self._upstream.close(), 2.0)
-            except (asyncio.TimeoutError, OSError):
-                pass
 
     async def _drain_channel(self, timeout: float) -> None:
         channel = self._channel
@@ -261,7 +252,7 @@ class Call:
         return CallSummary(
             reason=self.end_reason or "unknown",
             duration_s=time.monotonic() - self._started,
-            upstream_connect_ms=self._upstream_connect_ms,
+            upstream_connect_ms=None if self._link.first_connect_s is None else self._link.first_connect_s * 1000,
             session_ready_ms=self._session_ready_ms,
             turns=stats.turns,
             interruptions=stats.interruptions,
@@ -300,55 +291,20 @@ class Call:
     # --- upstream ----------------------------------------------------------------------------
 
     async def _run_upstream(self) -> None:
-        config = self._config
-        url = realtime_url(config.realtime_url, config.model)
         try:
-            self._upstream = await Upstream.connect(
-                url, auth_headers(config.upstream_auth_header, config.openai_api_key),
-                config.upstream_connect_timeout_s)
-        except UpstreamError as exc:
-            logger.error("upstream connect failed: %s", exc)
-            self._metrics.upstream_error(exc.code)
-            self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
-            return
-        self._upstream_connect_ms = (time.monotonic() - self._started) * 1000
-        self._metrics.upstream_connect.observe(self._upstream_connect_ms / 1000)
-        logger.info("[perf] upstream connected in %.0f ms", self._upstream_connect_ms)
-        self.conversation.upstream_opened()
-        for event in self.conversation.data_to_upstream():  # session.update before any audio
-            await self._upstream.send(event)
-        assert self._tg is not None
-        self._tg.create_task(self._write_upstream(self._upstream), name=f"{self.id}-upstream-writer")
-        try:
-            async for event in self._upstream.events():
-                if event["type"] == "error":
-                    self._metrics.upstream_error(str((event.get("error") or {}).get("code")))
-                self.conversation.receive_upstream(event, time.monotonic())
-                if self._session_ready_ms is None and self.conversation.state is State.READY:
-                    self._session_ready_ms = (time.monotonic() - self._started) * 1000
-                    logger.info("[perf] session configured in %.0f ms", self._session_ready_ms)
-                self._flush()
-        except UpstreamError as exc:
-            logger.error("upstream failed: %s", exc)
-            self._metrics.upstream_error(exc.code)
-            self.end(exc.code, error_event(str(exc), code=exc.code, type_="server_error"))
-            return
-        self.end("upstream_closed", error_event("The assistant's session ended.", code="session_ended",
-                                                type_="server_error"))
+            await self._link.run()
+        except LinkFailed as failure:
+            logger.error("upstream gave up: %s", failure.error["error"]["message"])
+            self.end(failure.reason, failure.error)
 
-    async def _write_upstream(self, upstream: Upstream) -> None:
-        """The only writer of the socket after set-up, so audio and events keep their order."""
-        queue = self._upstream_queue
-        inbound_latency = self._metrics.inbound_latency
-        while True:
-            message, received_at = await queue.get()
-            await upstream.send_text(message)
-            if received_at is not None:
-                self._queued_audio -= 1
-                inbound_latency.observe(time.monotonic() - received_at)
-
-    def _send_upstream(self, message: str, received_at: float | None = None) -> None:
-        self._upstream_queue.put_nowait((message, received_at))
+    def _on_upstream_event(self, event: Event) -> None:
+        if event["type"] == "error":
+            self._metrics.upstream_error(str((event.get("error") or {}).get("code")))
+        self.conversation.receive_upstream(event, time.monotonic())
+        if self._session_ready_ms is None and self.conversation.state is State.READY:
+            self._session_ready_ms = (time.monotonic() - self._started) * 1000
+            logger.info("[perf] session configured in %.0f ms", self._session_ready_ms)
+        self._flush()
 
     # --- media -------------------------------------------------------------------------------
 
@@ -366,11 +322,10 @@ class Call:
     def _on_mic_audio(self, pcm: bytes, frame: MicFrame) -> None:
         if frame.origin != "concealed":
             self._last_heard = frame.received_at
-        if self._queued_audio >= MAX_BACKLOG_AUDIO:
-            self.dropped_audio += 1  # the upstream is not keeping up; never let memory grow
+        if self._link.queued_audio >= MAX_BACKLOG_AUDIO:
+            self.dropped_audio += 1  # the upstream is not keeping up (or reconnecting): bounded memory
             return
-        self._queued_audio += 1
-        self._send_upstream(append_message(pcm), frame.received_at)
+        self._link.send(append_message(pcm), frame.received_at)
         self._metrics.mic_frames(frame.origin)
         self._mic_frames[frame.origin] += 1
         samples = len(pcm) // 2
@@ -406,7 +361,7 @@ class Call:
             self._metrics.turn_latency.observe(latencies[self._turns_reported])
             self._turns_reported += 1
         for event in conversation.data_to_upstream():
-            self._send_upstream(dumps(event))
+            self._link.send(dumps(event))
         for event in conversation.data_to_client():
             self._send_client(event)
         if conversation.fatal_error is not None and not self.ended:

@@ -69,6 +69,9 @@ class Config:
     upstream_url: str = OPENAI_REALTIME_URL
     upstream_auth_header: str = "Authorization"  # "api-key" for Azure-style endpoints
     upstream_connect_timeout_s: float = 10.0
+    upstream_reconnect_timeout_s: float = 30.0  # a dropped session is retried this long
+    upstream_ping_s: float = 5.0  # WebSocket ping interval and timeout: a hung upstream shows in 2×
+    upstream_session_max_s: float = 3300.0  # move to a new session after this (OpenAI caps at 60 min); 0 = never
     model: str = "gpt-realtime"
     voice: str = "alloy"
     instructions: str = DEFAULT_INSTRUCTIONS
@@ -137,6 +140,10 @@ class Config:
         _check(self.ice_connect_timeout_s > 0, "ICE_CONNECT_TIMEOUT", "must be > 0")
         _check(self.peer_timeout_s >= 1, "PEER_TIMEOUT", "must be >= 1 s")
         _check(self.upstream_connect_timeout_s > 0, "UPSTREAM_CONNECT_TIMEOUT", "must be > 0")
+        _check(self.upstream_reconnect_timeout_s >= 0, "UPSTREAM_RECONNECT_TIMEOUT", "must be >= 0")
+        _check(self.upstream_ping_s > 0, "UPSTREAM_PING", "must be > 0")
+        _check(self.upstream_session_max_s == 0 or self.upstream_session_max_s >= 5, "UPSTREAM_SESSION_MAX",
+               "must be 0 (never roll over) or at least 5 s")
         for origin in self.allowed_origins:
             _check(origin == "*" or urlsplit(origin).scheme in ("http", "https"), "ALLOWED_ORIGINS",
                    f"entries must be '*' or http(s)://host[:port], not {origin!r}")
@@ -236,6 +243,12 @@ _SETTINGS: tuple[_Setting, ...] = (
              "header carrying the key: Authorization (Bearer) or e.g. api-key (Azure)"),
     _Setting("--upstream-connect-timeout", "UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout_s", float,
              "seconds to open the upstream WebSocket"),
+    _Setting("--upstream-reconnect-timeout", "UPSTREAM_RECONNECT_TIMEOUT", "upstream_reconnect_timeout_s", float,
+             "seconds to keep retrying a dropped upstream session before ending the call"),
+    _Setting("--upstream-ping", "UPSTREAM_PING", "upstream_ping_s", float,
+             "WebSocket ping interval and timeout (s) towards the upstream"),
+    _Setting("--upstream-session-max", "UPSTREAM_SESSION_MAX", "upstream_session_max_s", float,
+             "seconds after which the call moves to a new upstream session at a quiet moment (0 = never)"),
     _Setting("--model", "OPENAI_MODEL", "model", str, "Realtime model"),
     _Setting("--voice", "VOICE", "voice", str, "assistant voice"),
     _Setting("--instructions", "INSTRUCTIONS", "instructions", str, "system instructions"),

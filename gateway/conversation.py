@@ -31,6 +31,7 @@ from .events import (
     new_id,
     server_event,
 )
+from .history import History, resumable_session
 from .playout import Playout, PlayedItem, Transition
 from .policy import PolicyError, SessionPolicy
 
@@ -39,8 +40,10 @@ logger = logging.getLogger(__name__)
 # Upstream error codes after which the session cannot go on.
 FATAL_ERROR_CODES = frozenset(
     {"invalid_api_key", "insufficient_quota", "billing_hard_limit_reached", "account_deactivated",
-     "session_expired", "model_not_found"}
+     "model_not_found"}
 )
+# The provider's session cap: the link moves to a new session, the client never hears of it.
+_SESSION_END_ERRORS = frozenset({"session_expired"})
 # Errors our own bookkeeping events may legitimately cause (a race with the upstream's own
 # VAD interruption): logged, never shown to the user.
 _BENIGN_INTERNAL_ERRORS = frozenset({"response_cancel_not_active"})
@@ -51,6 +54,8 @@ class State(enum.Enum):
     CONNECTING = "connecting"    # upstream socket not open yet
     CONFIGURING = "configuring"  # our session.update sent, waiting for session.updated
     READY = "ready"
+    RECONNECTING = "reconnecting"  # the upstream session ended; a new one is being opened
+    RESTORING = "restoring"      # configuration and earlier turns replayed, waiting for the acks
 
 
 @dataclass
@@ -103,6 +108,10 @@ class Conversation:
         self._discarded: set[str] = set()  # responses whose late audio must not play
         self._input_clock = _InputClock()
         self._speech_ended_at: float | None = None
+        self._user_speaking = False
+        self.history = History()
+        self._restore_acks: set[str] = set()  # item ids (and "session") the restore still awaits
+        self._restore_quietly = False
 
     # --- outputs -----------------------------------------------------------------------------
 
@@ -129,10 +138,44 @@ class Conversation:
 
     # --- upstream side -----------------------------------------------------------------------
 
+    @property
+    def quiet(self) -> bool:
+        """Nobody is talking: the moment to move to a new upstream session unnoticed."""
+        return (self.state is State.READY and self._active_response is None and not self._playout.is_active
+                and not self._user_speaking and not self._pending_client)
+
     def upstream_opened(self) -> None:
-        """The socket is open: configure the session before anything else reaches it."""
+        """The socket is open: configure the session before anything else reaches it; a
+        replacement session also gets the conversation so far."""
+        if self.state is State.RECONNECTING:
+            self._send_internal("session.update", session=resumable_session(self.session))
+            replay = self.history.replay()
+            for event in replay:
+                self._send_internal(event["type"], item=event["item"])
+            self._restore_acks = {"session", *(event["item"]["id"] for event in replay)}
+            self.state = State.RESTORING
+            return
         self._initial_update_id = self._send_internal("session.update", session=self.session)
         self.state = State.CONFIGURING
+
+    def upstream_lost(self, reason: str, *, quietly: bool = False) -> None:
+        """The upstream session ended; say so (unless it is a planned roll-over) and settle
+        whatever was in flight, so the client is never left waiting for a ``response.done``."""
+        if not quietly:
+            self._to_client.append(error_event(
+                f"The connection to the assistant was lost ({reason}); reconnecting.",
+                code="upstream_reconnecting", type_="server_error"))
+        response_id = self._active_response
+        if response_id is not None:
+            self._to_client.append(server_event("response.done", response={
+                "id": response_id, "object": "realtime.response", "status": "failed",
+                "status_details": {"type": "failed", "error": {"type": "server_error", "code": "upstream_lost"}},
+                "output": []}))
+            self._active_response = None
+            self._playout.complete(response_id)  # what already arrived still plays
+        self._user_speaking = False
+        self._restore_quietly = quietly
+        self.state = State.RECONNECTING
 
     def input_audio_sent(self, samples_24k: int, now: float) -> None:
         self._input_clock.sent(samples_24k, now)
@@ -144,6 +187,10 @@ class Conversation:
             return
         if self.state is State.CONFIGURING and self._configuring(event):
             return
+        if self.state is State.RESTORING:
+            self._restoring(event)
+            return
+        self.history.observe(event)
         if kind == "error":
             self._on_error(event)
             return
@@ -163,11 +210,13 @@ class Conversation:
                 self._emit_transitions(self._playout.complete(response_id), now)
             return
         elif kind == "input_audio_buffer.speech_started":
+            self._user_speaking = True
             if self._playout.is_active and self._interrupts():
                 self._to_client.append(event)
                 self._interrupt(cancel=True, reason="speech")
                 return
         elif kind == "input_audio_buffer.speech_stopped":
+            self._user_speaking = False
             end_ms = event.get("audio_end_ms")
             self._speech_ended_at = (self._input_clock.time_of(end_ms) if isinstance(end_ms, (int, float))
                                      else None) or now
@@ -192,6 +241,27 @@ class Conversation:
             return True
         return False
 
+    def _restoring(self, event: Event) -> None:
+        """Hide the replacement session's handshake and replay; READY once all were acknowledged."""
+        kind = event.get("type")
+        if kind == "session.updated":
+            self.session = event.get("session", self.session)
+            self._restore_acks.discard("session")
+        elif kind in ("conversation.item.added", "conversation.item.done", "conversation.item.created"):
+            self._restore_acks.discard((event.get("item") or {}).get("id"))
+        elif kind == "error":
+            logger.warning("upstream refused part of the restored conversation: %s", event.get("error"))
+            error = event.get("error") or {}
+            if error.get("code") in FATAL_ERROR_CODES:
+                self.fatal_error = error
+        if not self._restore_acks:
+            if not self._restore_quietly:
+                self._to_client.append(server_event("session.updated", session=self.session))
+            self.state = State.READY
+            pending, self._pending_client = self._pending_client, []
+            for pending_event in pending:
+                self._client_event(pending_event)
+
     def _become_ready(self) -> None:
         created = self._held_created or {}
         self._to_client.append({"type": "session.created",
@@ -205,6 +275,9 @@ class Conversation:
     def _on_error(self, event: Event) -> None:
         error = event.get("error") or {}
         code = error.get("code")
+        if code in _SESSION_END_ERRORS:
+            logger.info("upstream session reached its end: %s", error.get("message"))
+            return
         if error.get("event_id") in self._internal_ids and code in _BENIGN_INTERNAL_ERRORS:
             logger.debug("ignored upstream error for our own event: %s", error)
             return
@@ -224,6 +297,7 @@ class Conversation:
         except (ValueError, TypeError):
             logger.warning("upstream sent an undecodable audio delta for %s", item_id)
             return
+        self.history.audio(item_id, len(pcm) // 24)
         content_index = event.get("content_index", 0)
         self._playout.enqueue(response_id, item_id, pcm, content_index if isinstance(content_index, int) else 0,
                               arrived_at=now)
@@ -302,7 +376,7 @@ class Conversation:
         playing = self._playout.playing_response
         touched = self._playout.flush()
         response_id = self._active_response
-        if response_id is not None:
+        if response_id is not None and self.state is State.READY:
             if cancel and response_id not in self._discarded:
                 self._send_internal("response.cancel", response_id=response_id)
             self._discarded.add(response_id)
@@ -317,6 +391,9 @@ class Conversation:
 
     def _settle_item(self, item: PlayedItem) -> None:
         heard_ms = min(item.played_ms - self._playout_delay_ms, item.received_ms)
+        if self.state is not State.READY:  # the item lives in a session that is gone
+            self.history.heard(item.item_id, max(0, heard_ms))
+            return
         if heard_ms > 0:
             self._send_internal("conversation.item.truncate", item_id=item.item_id,
                                 content_index=item.content_index, audio_end_ms=heard_ms)

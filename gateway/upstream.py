@@ -74,14 +74,16 @@ class Upstream:
         self._ws = connection
 
     @classmethod
-    async def connect(cls, url: str, headers: Mapping[str, str], timeout: float) -> Upstream:
+    async def connect(cls, url: str, headers: Mapping[str, str], timeout: float, ping_s: float = 5.0) -> Upstream:
+        """``ping_s``: ping interval and timeout, so a hung upstream is noticed within 2 × ping_s."""
         try:
             connection = await connect(
                 url,
                 additional_headers=dict(headers),
                 open_timeout=timeout,
-                ping_interval=15,
-                ping_timeout=15,
+                ping_interval=ping_s,
+                ping_timeout=ping_s,
+                close_timeout=1.0,  # a hung peer never answers our close frame
                 max_size=16 * 1024 * 1024,
                 compression=None,  # audio does not compress; deflate only costs CPU and latency
                 user_agent_header=f"realtime-gateway websockets/{websockets.__version__}",

@@ -92,6 +92,16 @@ class FakeRealtimeServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/realtime"
 
+    def drop_connections(self) -> None:
+        """Kill every open session abruptly (a crashed upstream: no close frame)."""
+        for session in self.sessions:
+            session.connection.transport.abort()
+
+    def freeze(self) -> None:
+        """Stop reading from every open session: no answers, not even to pings (a hung upstream)."""
+        for session in self.sessions:
+            session.connection.transport.pause_reading()
+
     async def __aenter__(self) -> FakeRealtimeServer:
         self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._authorize,
                                    max_size=2**24)
