@@ -30,6 +30,7 @@ class EngineConfig:
     threads: int = 2
     max_reply_tokens: int = 160
     context_tokens: int = 4096
+    session_max_s: float = 3600.0  # sessions end like OpenAI's (60 min); 0 = never
 
     def __post_init__(self) -> None:
         if self.llm not in LLMS:
@@ -56,6 +57,7 @@ _FLAGS = (
     ("--kokoro-voice", "ENGINE_KOKORO_VOICE", "kokoro_voice", str),
     ("--threads", "ENGINE_THREADS", "threads", int),
     ("--max-reply-tokens", "ENGINE_MAX_REPLY_TOKENS", "max_reply_tokens", int),
+    ("--session-max", "ENGINE_SESSION_MAX", "session_max_s", float),
 )
 
 

@@ -80,6 +80,8 @@ class SessionRunner:
         try:
             async with asyncio.TaskGroup() as tasks:
                 worker = tasks.create_task(self._work_through_commands())
+                if self._config.session_max_s:
+                    tasks.create_task(self._expire())
                 await self._flush_after(self.session.outbox.append,
                                         server_event("session.created", session=self.session.session))
                 async for message in self._ws:
@@ -90,6 +92,14 @@ class SessionRunner:
         finally:
             for stop in self._stop_generation.values():
                 stop.set()
+
+    async def _expire(self) -> None:
+        """Like OpenAI's 60-minute cap: past ``session_max_s`` the session ends with an error."""
+        await asyncio.sleep(self._config.session_max_s)
+        await self._flush_after(self.session.outbox.append, error_event(
+            f"Your session hit the maximum duration of {self._config.session_max_s:.0f} seconds.",
+            code="session_expired", type_="invalid_request_error"))
+        await self._ws.close()
 
     async def _receive(self, message: str | bytes) -> None:
         try:
