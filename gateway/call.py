@@ -19,12 +19,14 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from .config import Config
 from .conversation import Conversation, State
 from .errors import BadRequest
 from .events import Event, append_message, dumps, error_event
+from .limits import TokenBucket
 from .metrics import GatewayMetrics
 from .audio_receiver import RtpMicSource
 from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
@@ -41,6 +43,8 @@ MAX_BACKLOG_AUDIO = 250  # 5 s of 20 ms appends held while the upstream connects
 MAX_CLIENT_BACKLOG = 500  # events held until the data channel opens
 CHANNEL_WAIT_ON_ERROR_S = 5.0
 CLOSE_WAIT_S = 2.0
+MAX_CLIENT_MESSAGE = 64 * 1024  # SCTP itself allows 256 KiB; no Realtime event needs that
+CLIENT_EVENTS_PER_S, CLIENT_EVENT_BURST = 50, 200
 
 
 class _HangUp(Exception):
@@ -83,6 +87,14 @@ def _percentiles(values: list[float], *quantiles: float) -> list[float]:
     return [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in quantiles] if ordered else []
 
 
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close a peer connection whatever state a bad offer left it in (aiortc can trip over it)."""
+    try:
+        await pc.close()
+    except Exception:
+        logger.debug("aiortc failed while closing a peer connection", exc_info=True)
+
+
 class Call:
     def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
                  peer_configuration: RTCConfiguration | None = None,
@@ -100,6 +112,7 @@ class Call:
             RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
         self._mic: MicSource | None = None
         self._sender: RTCRtpSender | None = None
+        self._audio_mid: str | None = None
         self._remote_track: tuple[MediaStreamTrack, Any] | None = None
         self._channel: RTCDataChannel | None = None
         self._client_backlog: list[str] = []
@@ -117,6 +130,8 @@ class Call:
         self._frames_out = 0
         self.dropped_audio = 0
         self._turns_reported = 0
+        self._client_rate = TokenBucket(CLIENT_EVENTS_PER_S, CLIENT_EVENT_BURST)
+        self._client_rate_warned = 0.0
         self._mic_frames: collections.Counter[str] = collections.Counter()
         self._last_heard = time.monotonic()
 
@@ -132,17 +147,33 @@ class Call:
             [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as exc:  # aiortc raises ValueError, KeyError, InternalError… on bad SDP
-            raise BadRequest(f"The SDP offer could not be applied: {exc or type(exc).__name__}",
+            if transceiver.mid is None:
+                raise BadRequest("The SDP offer has no audio section using Opus.", code="invalid_offer")
+            for other in self.pc.getTransceivers():
+                if other is not transceiver:
+                    other.direction = "inactive"  # one audio stream per call; extra media is refused
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except BadRequest:
+            raise
+        except Exception as exc:  # aiortc raises ValueError, KeyError, AttributeError… on odd offers
+            raise BadRequest(f"The SDP offer could not be negotiated: {exc or type(exc).__name__}",
                              code="invalid_offer") from None
-        if transceiver.mid is None:
-            raise BadRequest("The SDP offer has no audio section using Opus.", code="invalid_offer")
-        for other in self.pc.getTransceivers():
-            if other is not transceiver:
-                other.direction = "inactive"  # one audio stream per call; extra media is refused
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._sender = transceiver.sender
+        self._audio_mid = transceiver.mid
         return request_opus_fec(self.pc.localDescription.sdp)
+
+    async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
+        """Candidates the browser trickled after its offer (``PATCH``)."""
+        for mid, line in candidates:
+            try:
+                candidate = candidate_from_sdp(line.split(":", 1)[1])
+            except (ValueError, IndexError):
+                raise BadRequest(f"Malformed candidate: {line[:80]!r}", code="invalid_sdpfrag") from None
+            candidate.sdpMid = mid or self._audio_mid
+            try:
+                await self.pc.addIceCandidate(candidate)
+            except (ValueError, KeyError) as exc:
+                raise BadRequest(f"The candidate could not be added: {exc}", code="invalid_sdpfrag") from None
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self._remote_track is not None:
@@ -174,6 +205,10 @@ class Call:
             self.end("peer_closed")
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    def notify(self, event: Event) -> None:
+        """Tell the browser something outside the conversation (e.g. the gateway is draining)."""
+        self._send_client(event)
 
     def end(self, reason: str, error: Event | None = None) -> None:
         """Ask the call to hang up (idempotent); ``error`` is told to the client first."""
@@ -225,7 +260,7 @@ class Call:
             await self._drain_channel(timeout=0.3)
         # Closing can take a minute when a TURN server stopped answering (aioice retries the
         # allocation's deletion): past a short wait the registry takes over the closing task.
-        closing = asyncio.ensure_future(self.pc.close())
+        closing = asyncio.ensure_future(close_peer(self.pc))
         done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
         if not done:
             logger.warning("peer connection still closing after %.0f s (TURN server gone?); finishing in "
@@ -341,6 +376,16 @@ class Call:
     # --- data channel ------------------------------------------------------------------------
 
     def _on_client_message(self, message: str | bytes) -> None:
+        if len(message) > MAX_CLIENT_MESSAGE:
+            self._send_client(error_event(f"Events are limited to {MAX_CLIENT_MESSAGE // 1024} KiB.",
+                                          code="message_too_large"))
+            return
+        if not self._client_rate.take():
+            if self._client_rate_warned + 1.0 < time.monotonic():  # one warning a second, not one per event
+                self._client_rate_warned = time.monotonic()
+                self._send_client(error_event("Too many events on the data channel; some were dropped.",
+                                              code="rate_limited"))
+            return
         self.conversation.receive_client(message)
         self._flush()
 

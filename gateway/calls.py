@@ -10,6 +10,7 @@ import secrets
 from .call import Call, CallSummary
 from .metrics import GatewayMetrics
 from .errors import AtCapacity, NotFound
+from .events import error_event
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ class CallRegistry:
             self._metrics.active_calls.dec()
             del self._calls[call.id]
             del self._tasks[call.id]
+
+    async def drain(self, timeout: float) -> None:
+        """Tell every call the gateway is going away, then give them ``timeout`` s to finish."""
+        for call in self._calls.values():
+            call.notify(error_event(f"The gateway is shutting down; this call ends within {timeout:.0f} s.",
+                                    code="gateway_shutting_down", type_="server_error"))
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def close(self, reason: str = "shutdown") -> None:
         """End every call and wait until each has freed what it holds."""

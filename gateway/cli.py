@@ -15,7 +15,7 @@ from aiohttp import web
 from .config import Config, ConfigError, load_config
 from .engine_process import EngineProcess, EngineStartError
 from .logs import setup_logging
-from .signaling import create_app
+from .signaling import STATE_KEY, create_app
 
 logger = logging.getLogger("gateway")
 
@@ -36,7 +36,8 @@ async def serve(config: Config) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if config.resolved_upstream == "local":
             await stack.enter_async_context(EngineProcess(config))
-        runner = web.AppRunner(create_app(config), access_log=None)
+        app = create_app(config)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         tls = _ssl_context(config)
@@ -45,7 +46,10 @@ async def serve(config: Config) -> None:
         logger.info("gateway ready: %s://%s:%d (upstream: %s)", "https" if tls else "http", shown_host,
                     config.port, config.resolved_upstream)
         await stop.wait()
-        logger.info("shutting down")
+        gateway = app[STATE_KEY]
+        gateway.draining = True  # new calls get 503 from now on
+        logger.info("shutting down: %d call(s) may finish within %.0f s", len(gateway.calls), config.drain_timeout_s)
+        await gateway.calls.drain(config.drain_timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -96,6 +96,11 @@ class Config:
     max_body_bytes: int = 64 * 1024
 
     # Tokens and calls.
+    # Minting policy: with keys, only holders (an embedder's backend) may mint client secrets;
+    # without, anyone on an allowed origin may (rate-limited): fine for local use.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    rate_limit_per_minute: int = 30  # per client IP, for minting and for call creation each
+    drain_timeout_s: float = 30.0  # on SIGTERM, calls may finish for this long
     token_ttl_s: int = 600
     token_max_ttl_s: int = 7200
     max_calls: int = 100
@@ -134,6 +139,10 @@ class Config:
         _check(10 <= self.token_ttl_s <= self.token_max_ttl_s, "TOKEN_TTL",
                f"must be between 10 and TOKEN_MAX_TTL ({self.token_max_ttl_s}), not {self.token_ttl_s}")
         _check(self.max_calls > 0, "MAX_CALLS", "must be > 0")
+        _check(self.rate_limit_per_minute > 0, "RATE_LIMIT", "must be > 0")
+        _check(self.drain_timeout_s >= 0, "SHUTDOWN_DRAIN_TIMEOUT", "must be >= 0")
+        _check(all(len(key) >= 16 for key in self.api_keys), "GATEWAY_API_KEYS",
+               "entries must be at least 16 characters long")
         _check(self.receive_path in ("gateway", "aiortc"), "RECEIVE_PATH",
                f"must be gateway or aiortc, not {self.receive_path!r}")
         _check(self.max_body_bytes >= 4096, "MAX_BODY_BYTES", "must be >= 4096")
@@ -269,6 +278,12 @@ _SETTINGS: tuple[_Setting, ...] = (
              "comma list of origins allowed to call the API cross-origin ('*' for any)"),
     _Setting("--web-root", "WEB_ROOT", "web_root", _path, "directory served at / (empty to disable)"),
     _Setting("--max-body-bytes", "MAX_BODY_BYTES", "max_body_bytes", int, "largest accepted request body"),
+    _Setting("--api-keys", "GATEWAY_API_KEYS", "api_keys", _csv,
+             "comma list of keys required to mint client secrets (unset: open, rate-limited)"),
+    _Setting("--rate-limit", "RATE_LIMIT", "rate_limit_per_minute", int,
+             "requests per minute per client IP, for minting and for call creation"),
+    _Setting("--shutdown-drain-timeout", "SHUTDOWN_DRAIN_TIMEOUT", "drain_timeout_s", float,
+             "seconds calls may continue after SIGTERM"),
     _Setting("--token-ttl", "TOKEN_TTL", "token_ttl_s", int, "default client secret lifetime (s)"),
     _Setting("--token-max-ttl", "TOKEN_MAX_TTL", "token_max_ttl_s", int, "longest client secret lifetime (s)"),
     _Setting("--max-calls", "MAX_CALLS", "max_calls", int, "concurrent calls before answering 503"),

@@ -34,3 +34,27 @@ def check_offer(sdp: str) -> None:
         raise BadRequest("The SDP offer has no DTLS fingerprint (a=fingerprint).", code="invalid_offer")
     if not any(line.startswith("a=ice-ufrag:") for line in lines):
         raise BadRequest("The SDP offer has no ICE credentials (a=ice-ufrag).", code="invalid_offer")
+    if sum(line.startswith("a=mid:") for line in lines) < len(media):
+        raise BadRequest("Every media section of a WebRTC offer needs an a=mid line.", code="invalid_offer")
+
+
+MAX_TRICKLE_CANDIDATES = 50
+
+
+def parse_sdpfrag(fragment: str) -> list[tuple[str | None, str]]:
+    """(mid, candidate line without ``a=``) for each candidate of a trickle-ice-sdpfrag (RFC 8840)."""
+    candidates: list[tuple[str | None, str]] = []
+    mid: str | None = None
+    lines = fragment.splitlines()
+    if len(lines) > MAX_LINES or any(len(line) > MAX_LINE_LENGTH for line in lines):
+        raise BadRequest("The SDP fragment is too large.", code="invalid_sdpfrag")
+    for line in lines:
+        if line.startswith("a=mid:"):
+            mid = line[len("a=mid:"):].strip()
+        elif line.startswith("a=candidate:"):
+            candidates.append((mid, line[2:].strip()))
+        elif line.strip() and not line.startswith(("a=", "m=", "c=")):
+            raise BadRequest(f"Unexpected line in the SDP fragment: {line[:80]!r}", code="invalid_sdpfrag")
+    if len(candidates) > MAX_TRICKLE_CANDIDATES:
+        raise BadRequest(f"More than {MAX_TRICKLE_CANDIDATES} candidates in one fragment.", code="invalid_sdpfrag")
+    return candidates

@@ -12,6 +12,7 @@ Every refusal is a :class:`GatewayError`, rendered as OpenAI-style JSON by one m
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -23,16 +24,17 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .call import Call
+from .call import Call, close_peer
 from .calls import CallRegistry, new_call_id
 from .config import Config
-from .errors import (BadRequest, Forbidden, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,
+from .errors import (AtCapacity, BadRequest, Forbidden, GatewayError, RateLimited, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,
                      Unauthorized, UnsupportedMediaType)
 from .ice import IceServers
+from .limits import KeyedRateLimiter
 from .logs import call_id_var
 from .metrics import GatewayMetrics
 from .policy import PolicyError, SessionPolicy, merge_session
-from .sdp import check_offer
+from .sdp import check_offer, parse_sdpfrag
 from .tokens import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,19 @@ class Gateway:
     policy: SessionPolicy
     metrics: GatewayMetrics
     ice: IceServers
+    mint_limiter: KeyedRateLimiter
+    call_limiter: KeyedRateLimiter
+    draining: bool = False
+
+    def admit(self, request: web.Request, limiter: KeyedRateLimiter) -> None:
+        """Refuse while shutting down, and past the per-IP rate (429 with Retry-After)."""
+        if self.draining:
+            raise AtCapacity("The gateway is shutting down; connect again shortly.", code="shutting_down",
+                             headers={"Retry-After": "10"})
+        retry_after = limiter.take(request.remote or "unknown")
+        if retry_after is not None:
+            raise RateLimited("Too many requests from this address; slow down.",
+                              headers={"Retry-After": str(max(1, round(retry_after)))})
 
 
 CONFIG_KEY = web.AppKey("config", Config)
@@ -142,9 +157,20 @@ def _requested_session(gateway: Gateway, session: Any) -> dict[str, Any]:
     return merge_session(gateway.config.default_session(), session)
 
 
+def _check_api_key(request: web.Request, keys: tuple[str, ...]) -> None:
+    if not keys:
+        return
+    presented = request.headers.get("Authorization", "").partition(" ")[2].strip().encode()
+    if not any(hmac.compare_digest(presented, key.encode()) for key in keys):
+        raise Unauthorized("Minting client secrets needs 'Authorization: Bearer <gateway API key>'.",
+                           code="invalid_api_key")
+
+
 async def create_client_secret(request: web.Request) -> web.Response:
     gateway = request.app[STATE_KEY]
     config = gateway.config
+    gateway.admit(request, gateway.mint_limiter)
+    _check_api_key(request, config.api_keys)
     body = await _read_json(request)
     session = _requested_session(gateway, body.get("session"))
     ttl = config.token_ttl_s
@@ -200,18 +226,23 @@ async def _read_offer(request: web.Request) -> tuple[str, Any]:
 async def create_call(request: web.Request) -> web.Response:
     received_at = time.monotonic()
     gateway = request.app[STATE_KEY]
+    gateway.admit(request, gateway.call_limiter)
     token = _bearer(request)
     offer, session_update = await _read_offer(request)
-    secret = gateway.tokens.redeem(token)
-    session = dict(secret.session)
+    gateway.tokens.redeem(token)  # a clear 401 before any parsing work
     if session_update is not None:
         try:
             gateway.policy.check(session_update)
         except PolicyError as exc:
             raise BadRequest(str(exc), code=exc.code, param=exc.param) from None
-        session = merge_session(session, session_update)
     check_offer(offer)
-    gateway.calls.reserve()
+    secret = gateway.tokens.claim(token)
+    try:
+        gateway.calls.reserve()
+    except GatewayError:
+        gateway.tokens.release(token)
+        raise
+    session = merge_session(secret.session, session_update or {})
     call_id = new_call_id()
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
     call = Call(call_id, gateway.config, session, peer_configuration=gateway.ice.for_gateway(),
@@ -219,13 +250,30 @@ async def create_call(request: web.Request) -> web.Response:
     try:
         answer = await call.accept(offer)
     except BaseException:
+        gateway.tokens.release(token)
         gateway.calls.release()
-        await call.pc.close()
+        await close_peer(call.pc)
         raise
+    gateway.tokens.consume(token)
     gateway.calls.start(call)
     logger.info("call created")
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+async def trickle(request: web.Request) -> web.Response:
+    """``PATCH`` with ``application/trickle-ice-sdpfrag`` (RFC 8840, as WHIP uses it): the
+    browser's candidates that were not in its offer."""
+    gateway = request.app[STATE_KEY]
+    call: Call = gateway.calls.get(request.match_info["call_id"])
+    if request.content_type != "application/trickle-ice-sdpfrag":
+        raise UnsupportedMediaType("Send candidates as application/trickle-ice-sdpfrag.")
+    try:
+        fragment = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The fragment is not UTF-8 text.", code="invalid_sdpfrag") from None
+    await call.add_remote_candidates(parse_sdpfrag(fragment))
+    return web.Response(status=204)
 
 
 async def hang_up(request: web.Request) -> web.Response:
@@ -256,12 +304,15 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=config.max_body_bytes)
     gateway_metrics = GatewayMetrics()
     gateway = Gateway(config, TokenStore(), CallRegistry(config.max_calls, gateway_metrics),
-                      SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config))
+                      SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config),
+                      KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)),
+                      KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)))
     app[CONFIG_KEY] = config
     app[STATE_KEY] = gateway
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_delete("/v1/realtime/calls/{call_id}", hang_up)
+    app.router.add_patch("/v1/realtime/calls/{call_id}", trickle)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hang_up)  # OpenAI's spelling
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

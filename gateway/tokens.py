@@ -1,8 +1,8 @@
 """Short-lived client secrets (``ek_…``): what a browser holds instead of the real API key.
 
 A secret is an unguessable random value bound to one session configuration and an expiry; the
-browser presents it once more to create its call. The store is in memory and bounded: expired
-secrets are purged as new ones are minted.
+browser presents it once to create its call (single use: a leaked secret cannot start a second
+call). The store is in memory and bounded: expired secrets are purged as new ones are minted.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class TokenStore:
         self._clock = clock
         self._capacity = capacity
         self._secrets: dict[str, ClientSecret] = {}
+        self._claimed: set[str] = set()  # secrets whose call is being set up right now
 
     def __len__(self) -> int:
         return len(self._secrets)
@@ -46,6 +47,23 @@ class TokenStore:
         self._secrets[secret.value] = secret
         return secret
 
+    def claim(self, value: str) -> ClientSecret:
+        """Take the secret for a call being set up: :meth:`consume` it once the call exists, or
+        :meth:`release` it if the set-up failed (so the browser may retry with it)."""
+        secret = self.redeem(value)
+        if value in self._claimed:
+            raise Unauthorized("This client secret is already being used to create a call.",
+                               code="client_secret_in_use")
+        self._claimed.add(value)
+        return secret
+
+    def consume(self, value: str) -> None:
+        self._claimed.discard(value)
+        self._secrets.pop(value, None)
+
+    def release(self, value: str) -> None:
+        self._claimed.discard(value)
+
     def redeem(self, value: str) -> ClientSecret:
         """The secret for ``value``, or :class:`Unauthorized` saying why not."""
         if not value.startswith(PREFIX):
@@ -53,7 +71,8 @@ class TokenStore:
                                "POST /v1/realtime/client_secrets.", code="invalid_client_secret")
         secret = self._secrets.get(value)
         if secret is None:
-            raise Unauthorized("The client secret is not valid.", code="invalid_client_secret")
+            raise Unauthorized("The client secret is not valid (or was already used to create a call).",
+                               code="invalid_client_secret")
         if self._clock() >= secret.expires_at:
             del self._secrets[value]
             raise Unauthorized("The client secret has expired; request a new one.", code="expired_client_secret")

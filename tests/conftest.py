@@ -41,7 +41,8 @@ class RunningGateway:
 
 def gateway_config(**overrides: Any) -> Config:
     values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key",
-                                  host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60)
+                                  host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60,
+                                  rate_limit_per_minute=100_000)
     values.update(overrides)
     return Config(**values)
 
