@@ -21,6 +21,20 @@ from .events import Event, ProtocolError, dumps, loads
 logger = logging.getLogger(__name__)
 
 
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets logs every handshake header at DEBUG, the API key's header included."""
+
+    SECRET_HEADERS = frozenset({"authorization", "api-key", "openai-organization"})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if len(args) == 2 and str(args[0]).lower() in self.SECRET_HEADERS:
+            args = (args[0], "<redacted>")
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_WIRE_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
+
+
 class UpstreamError(Exception):
     """The upstream could not be reached or ended the session; ``fatal`` means do not retry."""
 
@@ -86,6 +100,7 @@ class Upstream:
                 close_timeout=1.0,  # a hung peer never answers our close frame
                 max_size=16 * 1024 * 1024,
                 compression=None,  # audio does not compress; deflate only costs CPU and latency
+                logger=_WIRE_LOGGER,
                 user_agent_header=f"realtime-gateway websockets/{websockets.__version__}",
             )
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:

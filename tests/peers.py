@@ -101,10 +101,12 @@ class ClientPeer:
 
     # --- signaling ---------------------------------------------------------------------------
 
-    async def connect(self, session: dict[str, Any] | None = None) -> None:
+    async def connect(self, session: dict[str, Any] | None = None, mint_headers: dict[str, str] | None = None) -> None:
+        """``mint_headers``: e.g. the gateway API key an embedder's backend would mint with."""
         async with aiohttp.ClientSession() as http:
             body = {"session": session} if session else {}
-            async with http.post(f"{self.base_url}/v1/realtime/client_secrets", json=body) as response:
+            async with http.post(f"{self.base_url}/v1/realtime/client_secrets", json=body,
+                                 headers=mint_headers or {}) as response:
                 assert response.status == 200, await response.text()
                 self.secret = await response.json()
             if self._relay_only:  # like a browser behind a strict firewall: TURN or nothing
