@@ -1,97 +1,123 @@
-"""A user-space link between two network namespaces with delay, jitter and optional reordering.
+"""The bed's "internet": a user-space router between TUN devices, one per namespace, with delay,
+jitter and optional reordering per direction (this kernel has no ``tc netem``).
 
-This kernel has no ``tc netem``. The relay opens a TUN device inside each namespace (it enters
-each with setns(2) just long enough to create the device), then copies IP packets from one to
-the other, each after ``delay ± jitter``. Settings change at run time through a small control
-file (JSON, re-read when it changes). Run as ``python -m tests.netbed.relay CONFIG.json``.
+Run by :class:`tests.netbed.relay_process.RelayProcess` as
+``python -m tests.netbed.relay CONFIG_JSON`` where the config names each port
+(``{"ports": {"client": {"namespace": …, "device": …, "addresses": […]}, …}, "seed": N}``).
+The relay enters each namespace just long enough to create its TUN device (the descriptor keeps
+working from anywhere), prints ``{"ready": true}``, then forwards IPv4 packets to the port that owns
+the destination address, each through the :class:`~tests.netbed.link.DelayLine` of its
+(source port, destination port) pair. Control requests arrive as JSON lines on stdin, one JSON reply
+line each on stdout; stdin closing (the owner died) ends the relay, so a crashed test leaves no relay.
 """
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import heapq
 import json
 import os
 import random
 import selectors
 import signal
+import socket
 import struct
 import sys
 import time
-from pathlib import Path
+from typing import Any
+
+from .link import DelayLine, LinkSettings
+from .system import call_in_namespace
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def enter_namespace(name: str) -> None:
-    with open(f"/var/run/netns/{name}") as handle:
-        if _libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns({name}) failed")
+CONTROL = -1
 
 
 def open_tun(namespace: str, device: str) -> int:
-    """Create TUN ``device`` inside ``namespace``; the descriptor works from any namespace."""
-    with open("/proc/self/ns/net") as home:
-        enter_namespace(namespace)
-        try:
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", device.encode(), IFF_TUN | IFF_NO_PI))
-        finally:
-            if _libc.setns(home.fileno(), CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "could not return to the original namespace")
-    return fd
+    """Create TUN ``device`` inside ``namespace``; gone again when the descriptor closes."""
+
+    def create() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", device.encode(), IFF_TUN | IFF_NO_PI))
+        return fd
+
+    return call_in_namespace(namespace, create)
 
 
-class Link:
-    """Delay settings for one direction, reloaded from the control file."""
+class Router:
+    """Ports, routes and delay lines; ``handle`` answers control requests."""
 
-    def __init__(self) -> None:
-        self.delay = 0.0
-        self.jitter = 0.0
-        self.reorder = True
-        self.last_release = 0.0
+    def __init__(self, config: dict[str, Any]) -> None:
+        rng = random.Random(config.get("seed", 0))
+        self.fds: dict[str, int] = {}
+        self.routes: dict[bytes, str] = {}
+        for name, port in config["ports"].items():
+            self.fds[name] = open_tun(port["namespace"], port["device"])
+            for address in port.get("addresses", []):
+                self.routes[socket.inet_aton(address)] = name
+        self.port_of_fd = {fd: name for name, fd in self.fds.items()}
+        self.lines: dict[tuple[str, str], DelayLine[bytes]] = {
+            (src, dst): DelayLine(random.Random(rng.random())) for src in self.fds for dst in self.fds if src != dst}
+        self.unroutable = 0
+        self.write_errors = 0
 
-    def release_time(self, now: float, rng: random.Random) -> float:
-        when = now + self.delay + (rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0)
-        if not self.reorder:
-            when = max(when, self.last_release)  # FIFO: jitter stretches the queue instead
-        self.last_release = max(self.last_release, when)
-        return max(when, now)
+    def receive(self, fd: int, now: float) -> None:
+        source = self.port_of_fd[fd]
+        while True:
+            try:
+                packet = os.read(fd, 65535)
+            except BlockingIOError:
+                return
+            destination = self.routes.get(packet[16:20]) if packet and packet[0] >> 4 == 4 else None
+            if destination is None or destination == source:
+                self.unroutable += 1  # IPv6 chatter, or an address nobody holds (any more)
+                continue
+            self.lines[(source, destination)].push(now, packet)
+
+    def release(self, now: float) -> float | None:
+        """Send what is due; returns when the next packet is."""
+        upcoming: float | None = None
+        for (_, destination), line in self.lines.items():
+            for packet in line.pop_due(now):
+                try:
+                    os.write(self.fds[destination], packet)
+                except OSError:
+                    self.write_errors += 1  # the far device is down: lost, as on a real link
+            due = line.next_due()
+            if due is not None and (upcoming is None or due < upcoming):
+                upcoming = due
+        return upcoming
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "link":
+            settings = LinkSettings.from_json(request["settings"])
+            for (src, dst), line in self.lines.items():
+                if request.get("src") in (None, src) and request.get("dst") in (None, dst):
+                    line.settings = settings
+            return {"ok": True}
+        if op == "route":
+            self.routes[socket.inet_aton(request["address"])] = request["port"]
+            return {"ok": True}
+        if op == "unroute":
+            self.routes.pop(socket.inet_aton(request["address"]), None)
+            return {"ok": True}
+        if op == "stats":
+            return {"ok": True, "unroutable": self.unroutable, "write_errors": self.write_errors, "links": {
+                f"{src}>{dst}": {"passed": line.passed, "queued": len(line), "peak_queue": line.peak_queue,
+                                 **line.settings.to_json()} for (src, dst), line in self.lines.items()}}
+        return {"ok": False, "error": f"unknown request {request!r}"}
 
 
-def main(config_path: str) -> None:
-    config_file = Path(config_path)
-    config = json.loads(config_file.read_text())
-    fd_a = open_tun(config["namespace_a"], config["device_a"])
-    fd_b = open_tun(config["namespace_b"], config["device_b"])
-    links = {fd_a: Link(), fd_b: Link()}  # keyed by the descriptor packets are read from
-    target = {fd_a: fd_b, fd_b: fd_a}
-    rng = random.Random(config.get("seed", 0))
-    mtime = 0.0
-
-    def reload() -> None:
-        nonlocal mtime
-        stamp = config_file.stat().st_mtime
-        if stamp == mtime:
-            return
-        mtime = stamp
-        settings = json.loads(config_file.read_text())
-        for link in links.values():
-            link.delay = settings.get("delay_ms", 0) / 1000
-            link.jitter = settings.get("jitter_ms", 0) / 1000
-            link.reorder = settings.get("reorder", True)
-
-    reload()
+def main(config: dict[str, Any]) -> None:
+    router = Router(config)
+    owner = os.getppid()
     selector = selectors.DefaultSelector()
-    selector.register(fd_a, selectors.EVENT_READ)
-    selector.register(fd_b, selectors.EVENT_READ)
-    queue: list[tuple[float, int, int, bytes]] = []
-    counter = 0
+    for fd in router.fds.values():
+        selector.register(fd, selectors.EVENT_READ)
+    os.set_blocking(sys.stdin.fileno(), False)
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, CONTROL)
     running = True
 
     def stop(*_: object) -> None:
@@ -100,31 +126,26 @@ def main(config_path: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("ready", flush=True)
-    last_reload = time.monotonic()
-    while running:
-        now = time.monotonic()
-        timeout = max(0.0, queue[0][0] - now) if queue else 0.2
-        for key, _ in selector.select(min(timeout, 0.2)):
-            while True:
-                try:
-                    packet = os.read(key.fd, 65535)
-                except BlockingIOError:
-                    break
-                counter += 1
-                heapq.heappush(queue, (links[key.fd].release_time(time.monotonic(), rng), counter,
-                                       target[key.fd], packet))
-        now = time.monotonic()
-        while queue and queue[0][0] <= now:
-            _, _, fd, packet = heapq.heappop(queue)
-            try:
-                os.write(fd, packet)
-            except OSError:
-                pass  # the far side went down: the packet is lost, like on a real link
-        if now - last_reload > 0.2:
-            reload()
-            last_reload = now
+    pending = b""
+    print(json.dumps({"ready": True}), flush=True)
+    upcoming: float | None = None
+    while running and os.getppid() == owner:
+        timeout = 0.5 if upcoming is None else min(0.5, max(0.0, upcoming - time.monotonic()))
+        for key, _ in selector.select(timeout):
+            if key.data == CONTROL:
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    return  # the owner is gone
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    reply = router.handle(json.loads(line))
+                    sys.stdout.write(json.dumps(reply) + "\n")
+                    sys.stdout.flush()
+            else:
+                router.receive(key.fd, time.monotonic())
+        upcoming = router.release(time.monotonic())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(json.loads(sys.argv[1]))

@@ -5,26 +5,22 @@ what the client reported."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 from .bed import NetBed
 
 
-def run_call(bed: NetBed, results: Path, wavs: list[Path], receive_path: str = "gateway") -> tuple[dict, Path, dict]:
-    server = bed.spawn(bed.server, [sys.executable, "-m", "tests.netbed.serve_gateway", "--host", bed.server.address,
-                                    "--results", str(results), "--receive-path", receive_path],
-                       stdout=subprocess.PIPE)
-    assert server.stdout is not None
-    url = json.loads(server.stdout.readline())["url"]
-    argv = [sys.executable, "-m", "tests.netbed.call_client", "--url", url]
+def run_call(bed: NetBed, results: Path, wavs: list[Path], receive_path: str = "gateway") -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    server = bed.python(bed.server, "tests.netbed.serve_gateway", "--host", bed.server.address,
+                        "--results", str(results), "--receive-path", receive_path)
+    url = json.loads(server.wait_for_line(r'^\{"url"', timeout=60).string)["url"]
+    argv = ["--url", url]
     for wav in wavs:
         argv += ["--wav", str(wav)]
-    client = bed.spawn(bed.client, argv, stdout=subprocess.PIPE)
-    out, _ = client.communicate(timeout=180)
-    assert client.returncode == 0, out
-    server.terminate()
-    server.wait(30)
+    client = bed.python(bed.client, "tests.netbed.call_client", *argv)
+    code = client.wait(timeout=180)
+    assert code == 0, f"the call client failed ({code}):\n{client.stderr}"
+    server.stop(timeout=30)
     (summary,) = json.loads((results / "calls.json").read_text())
-    return summary, results / "upstream-0.wav", json.loads(out.strip().splitlines()[-1])
+    return summary, results / "upstream-0.wav", client.json_lines()[-1]

@@ -1,0 +1,3 @@
+from .fixtures import netbed
+
+__all__ = ["netbed"]
