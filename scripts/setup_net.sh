@@ -1,5 +1,57 @@
 #!/usr/bin/env bash
-# Lossy-network tests: network namespaces (iproute2), drops (nftables), delay relay (TUN).
+# Lossy-network test bed (tests/netbed): network namespaces (iproute2), drops (nftables), and TUN
+# devices for the delay relay. Idempotent; runs as root, alone or from scripts/setup.sh. It only
+# checks kernel support and says what is missing: the netns tests skip with that reason anyway.
 set -euo pipefail
-apt_install iproute2 nftables
-[ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 600 /dev/net/tun; }
+export DEBIAN_FRONTEND=noninteractive
+
+if ! declare -F apt_install >/dev/null; then
+  apt_install() {  # apt_install <package>...: install only what is missing
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    if [ "${#missing[@]}" -gt 0 ]; then
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+  }
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup_net: not root: the netns tests will be skipped" >&2
+  exit 0
+fi
+# `ip` and `nft` may come from elsewhere (a distroless CI image): only install what no PATH has.
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v sysctl >/dev/null || need+=(procps)
+[ "${#need[@]}" -eq 0 ] || apt_install "${need[@]}"
+
+if [ ! -e /dev/net/tun ]; then
+  modprobe tun 2>/dev/null || true
+  if [ ! -e /dev/net/tun ]; then
+    mkdir -p /dev/net
+    mknod /dev/net/tun c 10 200 2>/dev/null || true
+    chmod 600 /dev/net/tun 2>/dev/null || true
+  fi
+fi
+
+problems=()
+python3 - <<'PY' 2>/dev/null || problems+=("/dev/net/tun cannot be opened (no tun module, or a container without the device)")
+import os
+os.close(os.open("/dev/net/tun", os.O_RDWR))
+PY
+probe="nbed-setupprobe"
+ip netns del "$probe" 2>/dev/null || true
+if ip netns add "$probe" 2>/dev/null; then
+  ip netns exec "$probe" nft add table inet netbed_probe 2>/dev/null \
+    || problems+=("nftables does not work in a network namespace (kernel without nf_tables?)")
+  ip netns del "$probe"
+else
+  problems+=("network namespaces cannot be created (needs CAP_SYS_ADMIN)")
+fi
+if [ "${#problems[@]}" -gt 0 ]; then
+  printf 'setup_net: the netns tests will be skipped: %s\n' "${problems[@]}" >&2
+else
+  echo "setup_net: namespaces, nftables and TUN work"
+fi

@@ -18,7 +18,8 @@ from .host import Host
 from .link import LinkSettings
 from .probe import ProbeResult, measure_udp, tcp_connects
 from .process import NetProcess, ProcessError
-from .system import require, unavailable_reason
+from .system import NetbedUnavailable, require, unavailable_reason
 
 __all__ = ["NetBed", "Host", "NetProcess", "ProcessError", "LinkSettings", "Counters", "ProbeResult",
-           "measure_udp", "tcp_connects", "cleanup_leftovers", "require", "unavailable_reason"]
+           "measure_udp", "tcp_connects", "cleanup_leftovers", "require", "unavailable_reason",
+           "NetbedUnavailable"]

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ async def main() -> None:
     packetizer = OpusPacketizer()
     packetizer.encoder.set_packet_loss_perc(args.expected_loss)  # what Chrome does from our reports
     peer = ClientPeer(args.url, packetize=packetizer)
-    result: dict = {}
+    result: dict[str, Any] = {}
     try:
         await peer.connect()
         await peer.channel_open(timeout=20)

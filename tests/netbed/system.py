@@ -12,6 +12,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,10 @@ LOCK_DIR = Path("/run/netbed")
 
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
+
+
+class NetbedUnavailable(RuntimeError):
+    """This machine cannot run the bed; the message says why (tests see a skip instead)."""
 
 
 class CommandError(RuntimeError):
@@ -125,9 +130,12 @@ def unavailable_reason() -> str | None:
 
 
 def require() -> None:
-    """Skip the calling test, with the reason, where the bed cannot run."""
+    """Skip the calling test, with the reason, where the bed cannot run (outside pytest: raise)."""
     reason = unavailable_reason()
-    if reason is not None:
-        import pytest  # only tests call this; the bed itself does not depend on pytest
+    if reason is None:
+        return
+    if "pytest" in sys.modules:
+        import pytest  # the bed itself does not depend on pytest (bench scripts use it too)
 
         pytest.skip(reason)
+    raise NetbedUnavailable(reason)

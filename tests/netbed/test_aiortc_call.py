@@ -53,14 +53,15 @@ async def test_audio_flows_both_ways_across_a_lossy_delayed_link_and_survives_a_
     # Each side hears the other's tone, not silence and not its own.
     assert abs(pitch_of(heard["blocks"]) - 660) < 4
     assert abs(pitch_of(answered["blocks"]) - 440) < 4
-    # Outside the 2 s cut, most of the 7 s arrived despite 5% loss (stock aiortc has no concealment).
-    assert heard["frames"] >= 0.6 * (7.0 - 2.0) * 50
+    # Outside the 2 s cut, much of the 7 s arrived despite 5% loss (stock aiortc's jitter buffer
+    # turns 5% loss into ~30% missing frames: measured 161-166 of 250 here, 236 without loss).
+    assert heard["frames"] >= 0.4 * (7.0 - 2.0) * 50
     # Round trip ≈ 2 × 30 ms: the media really went through the relay.
     assert heard["rtt"] is not None and 0.045 <= heard["rtt"] <= 0.2
     # Nothing arrives while the link is cut; the call carries on afterwards at the right pitch.
     arrivals = np.array(heard["arrivals"])
     assert not np.any((arrivals > cut_start + 0.5) & (arrivals < cut_end))
-    assert np.any((arrivals > cut_end) & (arrivals < cut_end + 2.0))
+    assert np.sum((arrivals > cut_end) & (arrivals < cut_end + 2.0)) >= 40
     assert abs(pitch_of(heard["blocks"], after=cut_end) - 660) < 4
     stats = netbed.relay_stats()["links"]
     assert stats["client>server"]["passed"] > 200 and stats["server>client"]["passed"] > 200

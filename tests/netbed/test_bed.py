@@ -32,7 +32,10 @@ def test_udp_loss_matches_the_setting_in_the_direction_asked(netbed: NetBed) -> 
         counted = netbed.counters(netbed.server)
         assert (counted.arrived, counted.dropped) == (3000, 3000 - uplink.received)
     assert measure_udp(netbed.server, netbed.client, count=500, interval=0.0005).loss == 0
+    netbed.set_loss(100, at=netbed.server)
     assert tcp_connects(netbed.client, netbed.server)  # UDP-only loss leaves signaling alone
+    netbed.set_loss(100, at=netbed.server, tcp=True)
+    assert not tcp_connects(netbed.client, netbed.server, timeout=0.3)
 
 
 def test_delay_and_jitter_follow_the_settings_per_direction(netbed: NetBed) -> None:
@@ -44,9 +47,10 @@ def test_delay_and_jitter_follow_the_settings_per_direction(netbed: NetBed) -> N
     assert 48 <= np.median(up) <= 53
     q1, q3 = np.percentile(up, [25, 75])
     assert 36 <= q1 <= 44 and 56 <= q3 <= 64  # uniform over 30..70 ms: quartiles at 40 and 60
-    assert up.min() >= 29.5 and np.percentile(up, 99) <= 72
+    # Never early; late only by the relay's wake-up (≤ 1 ms, more if the machine is overloaded).
+    assert up.min() >= 29.5 and np.percentile(up, 95) <= 70.5
     assert 9.5 <= up.std() <= 13.5  # uniform ±20 ms: σ = 11.5 ms
-    assert 9.8 <= np.median(down) <= 12 and np.percentile(down, 99) <= 15
+    assert down.min() >= 9.9 and np.median(down) <= 11 and np.percentile(down, 90) <= 12
 
     netbed.set_delay(100)  # at run time, both directions
     later = np.array(measure_udp(netbed.client, netbed.server, count=100, interval=0.005).delays_ms)
@@ -155,7 +159,8 @@ def test_a_host_runs_an_event_loop_in_process(netbed: NetBed) -> None:
         sock.setblocking(False)
         with sock:
             await loop.sock_sendto(sock, b"hello", (netbed.server.address, 9))
-            return sock.getsockname()
+            host, port = sock.getsockname()
+            return str(host), int(port)
 
     server = netbed.server.socket()
     with server:

@@ -4,7 +4,7 @@
 like any HTTP signaling) on ADDR, prints ``{"url": …}``, answers one call with a 660 Hz tone and,
 on SIGTERM, prints what it heard as JSON. :func:`call` is the offering side: it posts the offer,
 hums its own tone, listens for ``seconds`` and returns what it heard; ``python -m … offer --url``
-runs it as a program. What they hear is summarised in half-second blocks (arrival time of the
+runs it as a program. What they hear is summarised in 0.2 s blocks (arrival time of the
 block's first frame, pitch, level) so a test can see gaps, recovery and that the pitch is right.
 """
 
@@ -28,7 +28,7 @@ from av import AudioFrame
 
 RATE = 48000
 FRAME = 960
-BLOCK = 25  # frames per summary block: 0.5 s
+BLOCK = 10  # frames per summary block: 0.2 s, so pitch is resolved to 5 Hz (both tones fall on a bin)
 
 
 class ToneTrack(MediaStreamTrack):
@@ -72,6 +72,7 @@ class Listener:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            assert isinstance(frame, AudioFrame)
             samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
             self.arrivals.append(time.monotonic())
             self.frames.append(samples)
