@@ -13,10 +13,15 @@ counts this way:
 * the gateway's own peer gets the first STUN URL and the first TURN URL, in configured order,
   whose last probe succeeded, UDP relays first (no head-of-line blocking for media), then TCP,
   then TLS; while one is down the next takes over, and it is back once it answers;
-* after gathering, :meth:`IceServers.check_gathered` notices a TURN server that gave no relay
-  candidate after all: it is marked down at once (the next call uses the next URL) and, if the
-  gateway is relay-only, the call is refused with a 503 naming the server and the cause
+* after gathering, :meth:`IceServers.check_candidates` notices a TURN server that gave no
+  relay candidate after all: it is marked down at once (the next call uses the next URL) and,
+  if the gateway is relay-only, the call is refused with a 503 naming the server and the cause
   instead of hanging until the ICE timeout.
+
+The same check refuses (400) an offer that carries no candidates *and* ends them
+(``a=end-of-candidates``): such a call can never connect — aioice then gathers nothing at all —
+and the usual cause is a relay-only browser whose TURN server refused its expired or forged
+credentials, which the client should hear at once.
 
 :func:`explain_ice_failure` turns a call that did not connect into a log line naming the
 likely cause, from the candidates each side brought.
@@ -55,6 +60,12 @@ class RelayUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "relay_unavailable"
+
+
+class NoCandidates(GatewayError):
+    """The offer has no usable ICE candidate and says no more will come."""
+
+    default_code = "no_ice_candidates"
 
 
 class IceServers:
@@ -96,12 +107,20 @@ class IceServers:
         policy = RTCIceTransportPolicy.RELAY if self._relay_only else RTCIceTransportPolicy.ALL
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
-    async def check_gathered(self, pc: RTCPeerConnection, configuration: RTCConfiguration) -> None:
-        """After ``setLocalDescription``: did the TURN server in ``configuration`` give a relay?
+    async def check_candidates(self, pc: RTCPeerConnection, configuration: RTCConfiguration) -> None:
+        """After ``setLocalDescription`` of the answer: can this call connect at all?
 
-        Raises :class:`RelayUnavailable` when the gateway is relay-only and has no candidate:
-        the call could never connect, so it is better refused now with the cause.
+        Raises :class:`NoCandidates` when the browser brought no usable candidate and ended
+        them, and :class:`RelayUnavailable` when the gateway is relay-only and the TURN server
+        in ``configuration`` gave no relay. Either way the call could never connect, so it is
+        better refused now, with the cause, than after the ICE timeout.
         """
+        if not remote_candidate_types(pc) and _remote_candidates_ended(pc):
+            hint = (" A relay-only browser has none when its TURN server refused its credentials "
+                    "(expired or forged: mint a new client secret) or did not answer."
+                    if any(is_turn(url) for url in self._urls) else "")
+            raise NoCandidates("The offer has no usable ICE candidate and ends them (a=end-of-candidates), "
+                               f"so the call could never connect.{hint}")
         turn_url = next((url for server in configuration.iceServers or []
                          for url in _as_list(server.urls) if is_turn(url)), None)
         if turn_url is None or local_candidate_types(pc).get("relay"):
@@ -217,6 +236,11 @@ def local_candidate_types(pc: RTCPeerConnection) -> dict[str, int]:
 def remote_candidate_types(pc: RTCPeerConnection) -> dict[str, int]:
     """Candidates the browser sent (in its offer or trickled), by type."""
     return _count(c.type for t in _ice_transports(pc) for c in t.getRemoteCandidates())
+
+
+def _remote_candidates_ended(pc: RTCPeerConnection) -> bool:
+    description = pc.remoteDescription
+    return description is not None and "a=end-of-candidates" in description.sdp
 
 
 def selected_route(pc: RTCPeerConnection) -> str | None:

@@ -17,7 +17,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.config import Config, IceServer
 from gateway.inbound_audio import mono
-from gateway.ice import IceServers, RelayUnavailable, explain_ice_failure, local_candidate_types, selected_route
+from gateway.ice import (IceServers, NoCandidates, RelayUnavailable, explain_ice_failure, local_candidate_types,
+                         selected_route)
 
 from .audio_tools import active_segments, pitch, voiced
 from .peers import MicTrack
@@ -77,7 +78,7 @@ async def negotiate(browser: Talker, gateway: Talker, ice: IceServers) -> None:
     await browser.pc.setLocalDescription(await browser.pc.createOffer())
     await gateway.pc.setRemoteDescription(browser.pc.localDescription)
     await gateway.pc.setLocalDescription(await gateway.pc.createAnswer())
-    await ice.check_gathered(gateway.pc, gateway.configuration)
+    await ice.check_candidates(gateway.pc, gateway.configuration)
     await browser.pc.setRemoteDescription(gateway.pc.localDescription)
 
 
@@ -154,8 +155,11 @@ async def test_a_dead_first_turn_url_hands_over_to_the_next(turn_server: TurnSer
     ice = ice_servers([DEAD_UDP, turn_server.url], turn_server.secret)
     assert ice.gateway_urls() == (None, DEAD_UDP)  # nothing probed yet: configured order
 
+    # The "browser" relays through the working server (a real one would try every URL).
+    browser_config = ice_servers([turn_server.url], turn_server.secret).for_gateway("browser")
+
     # First call: aioice gathers from the dead server in silence; the check names it at once.
-    browser, gateway = Talker(ice.for_gateway("browser")), Talker(ice.for_gateway("call_1"))
+    browser, gateway = Talker(browser_config), Talker(ice.for_gateway("call_1"))
     try:
         with pytest.raises(RelayUnavailable, match="127.0.0.1:9.*no answer"):
             await negotiate(browser, gateway, ice)
@@ -165,7 +169,7 @@ async def test_a_dead_first_turn_url_hands_over_to_the_next(turn_server: TurnSer
 
     # Second call: the next URL serves, and media flows through it.
     assert ice.gateway_urls() == (None, turn_server.url)
-    browser, gateway = Talker(ice.for_gateway("browser")), Talker(ice.for_gateway("call_2"))
+    browser, gateway = Talker(browser_config), Talker(ice.for_gateway("call_2"))
     try:
         await negotiate(browser, gateway, ice)
         await connected(browser, gateway)
@@ -203,17 +207,45 @@ async def test_browsers_get_every_url_and_long_enough_credentials(turn_server: T
     assert turn_server.secret not in str(ice.for_browser("sess_1"))
 
 
-async def test_a_browser_whose_relay_failed_is_named_as_the_likely_cause(turn_server: TurnServer) -> None:  # noqa: F811
-    ice = ice_servers([turn_server.url], turn_server.secret, policy="all")
+@pytest.mark.parametrize("gateway_policy", ["all", "relay"])
+async def test_a_browser_whose_relay_was_refused_hears_it_at_once(turn_server: TurnServer,  # noqa: F811
+                                                                  gateway_policy: str) -> None:
+    """A relay-only browser with refused credentials offers no candidate and ends them: aioice
+    then gathers nothing on the gateway either. The offer is refused with the cause, and the
+    (healthy) TURN server is not blamed."""
+    ice = ice_servers([turn_server.url], turn_server.secret, policy=gateway_policy)
     forged = ice_servers([turn_server.url], "not-the-secret")
-    browser = Talker(forged.for_gateway("browser"))  # relay-only with a refused credential
+    browser = Talker(forged.for_gateway("browser"))
     gateway = Talker(ice.for_gateway("call_1"))
+    started = time.monotonic()
     try:
-        await negotiate(browser, gateway, ice)
-        assert "candidate" not in browser.pc.localDescription.sdp.replace("end-of-candidates", "")
-        reason = explain_ice_failure(gateway.pc, config_for([turn_server.url], "x", policy="all"))
-        assert "browser sent no candidates" in reason and "expired or forged" in reason
+        with pytest.raises(NoCandidates) as refused:
+            await negotiate(browser, gateway, ice)
+        assert time.monotonic() - started < 2
+        assert refused.value.status == 400 and refused.value.code == "no_ice_candidates"
+        assert "expired or forged" in refused.value.message and "new client secret" in refused.value.message
+        assert ice.health[turn_server.url] is None
     finally:
         await browser.close()
         await gateway.close()
     assert turn_server.refused("browser")
+
+
+async def test_an_ice_timeout_is_explained_from_the_candidates_each_side_brought(
+        turn_server: TurnServer) -> None:  # noqa: F811
+    """A browser with host candidates only (its relay refused, no STUN) that no path reaches."""
+    config = config_for([turn_server.url], turn_server.secret, policy="all")
+    browser = Talker(RTCConfiguration(iceServers=[]))
+    gateway = Talker(IceServers(config).for_gateway("call_1"))
+    try:
+        await browser.pc.setLocalDescription(await browser.pc.createOffer())
+        await gateway.pc.setRemoteDescription(browser.pc.localDescription)
+        await gateway.pc.setLocalDescription(await gateway.pc.createAnswer())
+        reason = explain_ice_failure(gateway.pc, config)
+        assert "browser offered no relay candidate" in reason and "expired or forged" in reason
+        assert "browser candidates" in reason and "host" in reason
+        no_turn = config_for([], None, policy="all")
+        assert "no TURN server configured" in explain_ice_failure(gateway.pc, no_turn)
+    finally:
+        await browser.close()
+        await gateway.close()
