@@ -1,16 +1,22 @@
-"""The gateway's own receive path between two real aiortc peers, with packets dropped on purpose."""
+"""The gateway's own receive path between two real aiortc peers over loopback, with packets
+dropped on purpose (seeded) between the network and the receiver."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
 
-from gateway.audio_receiver import RtpMicSource
-from gateway.inbound_audio import MicFrame, TrackMicSource
+from gateway.audio_receiver import ReceivePathError, RtpMicSource
+from gateway.inbound_audio import MicFrame, MicSource, TrackMicSource
 from gateway.outbound_codec import OpusPacketizer
 from gateway.resample import Upsampler
 
@@ -18,70 +24,158 @@ from .audio_tools import DATA, read_wav
 from .peers import MicTrack
 
 
-async def receive(loss: float, *, own_path: bool, seconds: float = 4.0) -> tuple[list[MicFrame], np.ndarray, object]:
-    """Send speech (Opus with in-band FEC) from one peer to another that drops ``loss`` of the RTP."""
-    speech, _ = read_wav(DATA / "pt_br_dom_casmurro.wav")
-    sent = np.concatenate((Upsampler().process(speech), np.zeros(48000, np.int16)))
+@dataclass
+class Link:
+    sender: RTCPeerConnection
+    receiver: RTCPeerConnection
+    mic: MicTrack
+    source: MicSource
+    receiver_obj: Any
+    frames: list[tuple[float, MicFrame]] = field(default_factory=list)  # (recv time, frame)
+
+
+def speech() -> np.ndarray:
+    pcm, _ = read_wav(DATA / "pt_br_dom_casmurro.wav")
+    return np.concatenate((Upsampler().process(pcm), np.zeros(48000, np.int16)))
+
+
+async def connect(loss: float, *, own_path: bool = True, seed: int = 42) -> Link:
+    """A sender that talks Opus with in-band FEC (as Chrome does once asked) to a receiver whose
+    network drops ``loss`` of the RTP packets before aiortc sees them."""
     packetizer = OpusPacketizer()
     packetizer.encoder.set_packet_loss_perc(20)
     sender, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
     mic = MicTrack(packetizer)
     sender.addTrack(mic)
-    sources: list = []
-    rng = random.Random(42)
+    attached: asyncio.Future[tuple[MicSource, Any]] = asyncio.get_running_loop().create_future()
+    rng = random.Random(seed)
 
-    def on_track(track) -> None:  # type: ignore[no-untyped-def]
-        transceiver = next(t for t in receiver_pc.getTransceivers() if t.receiver.track is track)
-        receiver = transceiver.receiver
-        source = RtpMicSource.attach(track, receiver) if own_path else TrackMicSource(track)
+    def on_track(track: Any) -> None:
+        receiver = next(t.receiver for t in receiver_pc.getTransceivers() if t.receiver.track is track)
+        source = RtpMicSource.attach(receiver) if own_path else TrackMicSource(track, receiver)
         handler = receiver._handle_rtp_packet
 
-        async def lossy(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+        async def lossy_network(packet: Any, arrival_time_ms: int) -> None:
             if rng.random() >= loss:
                 await handler(packet, arrival_time_ms)
 
-        receiver._handle_rtp_packet = lossy
-        sources.append(source)
+        receiver._handle_rtp_packet = lossy_network
+        attached.set_result((source, receiver))
 
     receiver_pc.on("track", on_track)
     await sender.setLocalDescription(await sender.createOffer())
     await receiver_pc.setRemoteDescription(sender.localDescription)
     await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
     await sender.setRemoteDescription(receiver_pc.localDescription)
-    frames: list[MicFrame] = []
-    try:
-        while not sources:
-            await asyncio.sleep(0.01)
-        mic.say(sent)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while loop.time() < deadline:
-            try:
-                frames.append(await asyncio.wait_for(sources[0].recv(), deadline - loop.time()))
-            except asyncio.TimeoutError:
-                break
-    finally:
-        await sender.close()
-        await receiver_pc.close()
-    return frames, sent, sources[0]
+    source, receiver = await asyncio.wait_for(attached, 5)
+    return Link(sender, receiver_pc, mic, source, receiver)
+
+
+async def listen(link: Link, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            frame = await asyncio.wait_for(link.source.recv(), remaining)
+        except asyncio.TimeoutError:
+            return
+        link.frames.append((time.monotonic(), frame))
+
+
+async def close(link: Link) -> None:
+    link.source.stop()
+    await link.sender.close()
+    await link.receiver.close()
+
+
+def envelope(pcm: np.ndarray) -> np.ndarray:
+    frames = pcm[: len(pcm) // 960 * 960].astype(np.float64).reshape(-1, 960)
+    return np.sqrt((frames ** 2).mean(axis=1))
+
+
+def best_correlation(sent: np.ndarray, heard: np.ndarray) -> float:
+    """Correlation of the 20 ms loudness envelopes, at the best alignment."""
+    a, b = envelope(sent), envelope(heard)
+    return max(np.corrcoef(a, b[lag:lag + len(a)])[0, 1] for lag in range(len(b) - len(a) + 1))
 
 
 @pytest.mark.parametrize("loss", [0.0, 0.1])
-async def test_own_path_keeps_a_continuous_cadence_under_loss(loss: float) -> None:
-    frames, _, source = await receive(loss, own_path=True)
-    assert len(frames) >= 190  # 4 s at 50 frames/s, minus connection set-up
-    stats = source.buffer.stats
+async def test_own_path_delivers_fifty_frames_a_second_under_loss(loss: float) -> None:
+    link = await connect(loss)
+    try:
+        listening = asyncio.create_task(listen(link, 3.8))
+        await asyncio.sleep(0.3)  # connected and flowing
+        sent = speech()
+        link.mic.say(sent)
+        await listening
+        decoder_threads = [t for t in threading.enumerate() if t.name == "audio-decoder"]
+        stats = link.source.stats()  # type: ignore[attr-defined]
+    finally:
+        await close(link)
+    assert not decoder_threads  # aiortc's decoder thread for this receiver was retired
+    times = [when for when, _ in link.frames]
+    assert len(times) >= 170
+    per_second = np.histogram(times, bins=np.arange(times[0], times[-1], 1.0))[0]
+    assert per_second.min() >= 45, per_second  # a continuous cadence, losses included
+    assert max(np.diff(times)) < 0.1
+    delays = [when - frame.received_at for when, frame in link.frames]
+    assert np.percentile(delays, 95) < 0.04  # frames leave as packets arrive, not 80 ms later
+    heard = np.concatenate([frame.pcm for _, frame in link.frames])
+    assert best_correlation(sent[: 48000 * 2], heard) > 0.9  # the same speech, syllable by syllable
     if loss:
-        assert stats.fec > 0.5 * stats.lost  # most losses rebuilt from FEC, the rest concealed
-        assert 0.05 < stats.lost / (stats.decoded + stats.lost) < 0.15
+        assert 0.05 < stats.loss < 0.16
+        assert stats.frames_fec > stats.frames_concealed  # most losses rebuilt from FEC
+        voiced = int((envelope(sent) > 300).sum())  # libopus adds FEC to active speech only
+        assert stats.fec_packets > 0.7 * voiced * (1 - loss)
     else:
-        assert stats.lost == 0
-    # Nothing is held back: a frame leaves when its packet arrives.
-    assert stats.delay_percentile(50) < 0.005
+        assert stats.packets_lost == 0 and stats.frames_concealed == 0
 
 
-async def test_aiortc_path_loses_cadence_under_the_same_loss() -> None:
-    """The reference the own path is measured against (aiortc's fixed-capacity buffer, no FEC)."""
-    own, _, _ = await receive(0.1, own_path=True)
-    stock, _, _ = await receive(0.1, own_path=False)
-    assert len(own) > len(stock) + 10
+async def test_receiver_reports_still_tell_the_browser_about_loss() -> None:
+    link = await connect(0.2, seed=3)
+    try:
+        link.mic.say(speech())
+        await listen(link, 4.0)
+        remote = [s for s in (await link.sender.getSenders()[0].getStats()).values() if s.type == "remote-inbound-rtp"]
+        inbound = [s for s in (await link.receiver_obj.getStats()).values() if s.type == "inbound-rtp"]
+    finally:
+        await close(link)
+    assert remote and remote[0].packetsLost > 10  # the sender learnt of the loss from our RTCP RR
+    assert inbound and inbound[0].packetsReceived > 100
+
+
+async def test_the_stream_ends_when_the_peer_hangs_up() -> None:
+    link = await connect(0.0)
+    try:
+        await listen(link, 0.5)
+        assert link.frames
+        await link.sender.close()
+        with pytest.raises(MediaStreamError):
+            async with asyncio.timeout(10):
+                while True:
+                    await link.source.recv()
+    finally:
+        await close(link)
+
+
+async def test_own_path_beats_aiortcs_under_the_same_loss() -> None:
+    """The reference the own path is measured against: aiortc's fixed-capacity buffer, no FEC."""
+    results = {}
+    for own in (True, False):
+        link = await connect(0.1, own_path=own)
+        try:
+            link.mic.say(speech())
+            await listen(link, 3.0)
+        finally:
+            await close(link)
+        delays = [when - frame.received_at for when, frame in link.frames]
+        results[own] = (len(link.frames), float(np.median(delays)))
+    assert results[True][0] > results[False][0] + 10  # aiortc drops frames after each loss
+    assert results[True][1] < results[False][1] - 0.05  # and holds the rest 80 ms or more
+
+
+async def test_a_receiver_that_is_not_aiortc_1_16s_fails_loudly() -> None:
+    class Stranger:
+        pass
+
+    with pytest.raises(ReceivePathError, match="RECEIVE_PATH=aiortc"):
+        RtpMicSource(Stranger())  # type: ignore[arg-type]
