@@ -115,12 +115,9 @@ class IceServers:
         in ``configuration`` gave no relay. Either way the call could never connect, so it is
         better refused now, with the cause, than after the ICE timeout.
         """
-        if not remote_candidate_types(pc) and _remote_candidates_ended(pc):
-            hint = (" A relay-only browser has none when its TURN server refused its credentials "
-                    "(expired or forged: mint a new client secret) or did not answer."
-                    if any(is_turn(url) for url in self._urls) else "")
-            raise NoCandidates("The offer has no usable ICE candidate and ends them (a=end-of-candidates), "
-                               f"so the call could never connect.{hint}")
+        if _remote_candidates_ended(pc) and not remote_candidate_types(pc) and not local_candidate_types(pc):
+            # aioice dropped every component: nothing was gathered, no TURN server was even asked.
+            raise NoCandidates(self._no_candidates_message(pc))
         turn_url = next((url for server in configuration.iceServers or []
                          for url in _as_list(server.urls) if is_turn(url)), None)
         if turn_url is None or local_candidate_types(pc).get("relay"):
@@ -133,6 +130,20 @@ class IceServers:
         self._set_health(turn_url, problem)
         if self._relay_only:
             raise RelayUnavailable(f"The gateway could not get a TURN relay from {turn_url}: {problem}.")
+
+    def _no_candidates_message(self, pc: RTCPeerConnection) -> str:
+        offered = pc.remoteDescription.sdp.count("a=candidate:") if pc.remoteDescription else 0
+        if offered:  # only mDNS host names: ignored by the relay policy, or not resolvable here
+            why = ("which a relay-only gateway cannot use" if self._relay_only else
+                   "which did not resolve (the browser is not on the gateway's network)")
+            return (f"The offer's only ICE candidates are mDNS host names, {why}, and it ends them "
+                    "(a=end-of-candidates): the browser got no relay or server-reflexive candidate, so the "
+                    "call could never connect.")
+        hint = (" A relay-only browser has none when its TURN server refused its credentials (expired or "
+                "forged: mint a new client secret) or did not answer."
+                if any(is_turn(url) for url in self._urls) else "")
+        return ("The offer has no ICE candidate and ends them (a=end-of-candidates), so the call could "
+                f"never connect.{hint}")
 
     async def check(self) -> None:
         """Probe every server once; log each change of health."""

@@ -7,12 +7,13 @@ The "browser" and the "gateway" here are both plain aiortc peers built from
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.config import Config, IceServer
@@ -229,6 +230,31 @@ async def test_a_browser_whose_relay_was_refused_hears_it_at_once(turn_server: T
         await browser.close()
         await gateway.close()
     assert turn_server.refused("browser")
+
+
+@pytest.mark.parametrize("gateway_policy", ["all", "relay"])
+async def test_an_offer_with_only_mdns_host_names(turn_server: TurnServer, gateway_policy: str) -> None:  # noqa: F811
+    """Browsers hide host addresses behind mDNS names. A relay-only gateway must ignore them, and
+    one that may use host candidates cannot resolve a name from another network: with no relay
+    from the browser the call cannot connect, and is refused with that reason at once (the
+    gateway's own healthy TURN server is not blamed)."""
+    ice = ice_servers([turn_server.url], turn_server.secret, policy=gateway_policy)
+    browser = Talker(RTCConfiguration(iceServers=[]))
+    gateway = Talker(ice.for_gateway("call_1"))
+    try:
+        await browser.pc.setLocalDescription(await browser.pc.createOffer())
+        sdp = re.sub(r"(a=candidate:\S+ \d+ \S+ \d+ )\S+( \d+ typ host)",
+                     r"\g<1>0d1e2c3b-4a59-4687-8796-a5b4c3d2e1f0.local\2", browser.pc.localDescription.sdp)
+        assert ".local" in sdp and "a=end-of-candidates" in sdp
+        await gateway.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await gateway.pc.setLocalDescription(await gateway.pc.createAnswer())
+        why = "did not resolve" if gateway_policy == "all" else "a relay-only gateway cannot use"
+        with pytest.raises(NoCandidates, match=f"only ICE candidates are mDNS host names, which {why}"):
+            await ice.check_candidates(gateway.pc, gateway.configuration)
+        assert ice.health[turn_server.url] is None
+    finally:
+        await browser.close()
+        await gateway.close()
 
 
 async def test_an_ice_timeout_is_explained_from_the_candidates_each_side_brought(
