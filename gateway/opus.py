@@ -53,13 +53,13 @@ class OpusError(RuntimeError):
 
 
 def _candidates() -> list[str]:
-    system = [ctypes.util.find_library("opus"), "libopus.so.0"]
+    system = list(dict.fromkeys(filter(None, [ctypes.util.find_library("opus"), "libopus.so.0"])))
     try:
         import av  # only to locate the libopus its wheel bundles
     except ImportError:  # pragma: no cover - av is a dependency of aiortc
-        return [c for c in system if c]
+        return system
     bundled = sorted(glob.glob(os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs", "libopus*.so*")))
-    return [c for c in system if c] + bundled
+    return system + bundled
 
 
 @cache
