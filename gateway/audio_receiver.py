@@ -52,6 +52,8 @@ def check_aiortc_internals() -> None:
         RTCDtlsTransport._handle_rtp_data: "_handle_rtp_packet",  # packets reach receiver._handle_rtp_packet
         RTCRtpReceiver.stop: "_RTCRtpReceiver__stop_decoder",  # hang-up ends the stream through it
         RTCRtpReceiver._handle_disconnect: "_RTCRtpReceiver__stop_decoder",
+        RTCRtpReceiver._handle_rtcp_packet: "_RTCRtpReceiver__stop_decoder",  # RTCP BYE
+        RTCRtpReceiver.receive: "_RTCRtpReceiver__started",  # the decoder thread starts once
         RTCRtpReceiver._run_rtcp: "_RTCRtpReceiver__remote_streams",  # receiver reports come from it
         StreamStatistics.add: "packets_received",
     }
@@ -86,7 +88,8 @@ class ReceiveStats:
     frames_concealed: int  # invented for lost packets
     frames_inserted: int  # invented for time without packets (stalls, DTX)
     decode_errors: int
-    jitter_buffer_ms: dict[str, float]  # current wait, p50 / p95 of held-back delay
+    jitter_buffer_ms: dict[str, float]  # p50 / p95 of the time received packets were held
+    target_delay_ms: float  # how long a missing packet is waited for now (follows the jitter)
 
     @property
     def loss(self) -> float:
@@ -119,14 +122,20 @@ class RtpMicSource:
         self._ended = False
         self._fec_packets = 0
         self._decode_errors = 0
+        self._dropped = 0
         _tap(receiver, self._on_packet, self._on_receiver_stopped)
 
     @classmethod
-    def attach(cls, receiver: Any, legacy_receiver: RTCRtpReceiver | None = None, *,
+    def attach(cls, receiver: Any, *track_and_receiver: Any,
                clock: Callable[[], float] = time.monotonic) -> RtpMicSource:
-        """Take over ``receiver``'s audio. Also accepts the call's ``mic_source(track, receiver)``
-        signature (the track is not needed: its frames would come from aiortc's decoder)."""
-        return cls(legacy_receiver if legacy_receiver is not None else receiver, clock=clock)
+        """Take over ``receiver``'s audio (before or after the connection started). Also accepts
+        the call's ``mic_source(track, receiver)`` signature: the track itself is not needed, its
+        frames would come from aiortc's decoder."""
+        if track_and_receiver:
+            receiver = track_and_receiver[0]
+        if not isinstance(receiver, RTCRtpReceiver):
+            raise ValueError(f"RtpMicSource needs the mic's RTCRtpReceiver, not {type(receiver).__name__}")
+        return cls(receiver, clock=clock)
 
     # --- packets in ----------------------------------------------------------------------------
 
@@ -177,7 +186,9 @@ class RtpMicSource:
             self._partial = None
         for start in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
             if len(self._frames) == MAX_QUEUED_FRAMES:
-                logger.warning("mic frames not consumed: dropping the oldest")
+                self._dropped += 1
+                if self._dropped in (1, 500, 50000):
+                    logger.warning("mic frames not consumed: dropped the oldest (%d so far)", self._dropped)
             self._frames.append(MicFrame(pcm[start:start + FRAME_SAMPLES], received_at, origin.value))
         rest = len(pcm) % FRAME_SAMPLES
         if rest:
@@ -233,8 +244,8 @@ class RtpMicSource:
             duplicate=counts.duplicate, fec_packets=self._fec_packets, frames_decoded=counts.decoded,
             frames_fec=counts.fec, frames_concealed=counts.concealed, frames_inserted=counts.inserted,
             decode_errors=self._decode_errors,
-            jitter_buffer_ms={"current": buffer.wait * 1000, "p50": counts.delay_percentile(50) * 1000,
-                              "p95": counts.delay_percentile(95) * 1000})
+            jitter_buffer_ms={"p50": counts.delay_percentile(50) * 1000, "p95": counts.delay_percentile(95) * 1000},
+            target_delay_ms=buffer.wait * 1000)
 
     def receive_stats(self) -> dict[str, Any]:
         """The call's summary fields (see :class:`~gateway.inbound_audio.MicSource`), and more."""

@@ -39,9 +39,10 @@ def speech() -> np.ndarray:
     return np.concatenate((Upsampler().process(pcm), np.zeros(48000, np.int16)))
 
 
-async def connect(loss: float, *, own_path: bool = True, seed: int = 42) -> Link:
+async def connect(loss: float, *, own_path: bool = True, seed: int = 42, attach_late: bool = False) -> Link:
     """A sender that talks Opus with in-band FEC (as Chrome does once asked) to a receiver whose
-    network drops ``loss`` of the RTP packets before aiortc sees them."""
+    network drops ``loss`` of the RTP packets before aiortc sees them. ``attach_late``: take the
+    receiver over only once media flows (aiortc's decoder thread already running)."""
     packetizer = OpusPacketizer()
     packetizer.encoder.set_packet_loss_perc(20)
     sender, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
@@ -50,9 +51,13 @@ async def connect(loss: float, *, own_path: bool = True, seed: int = 42) -> Link
     attached: asyncio.Future[tuple[MicSource, Any]] = asyncio.get_running_loop().create_future()
     rng = random.Random(seed)
 
-    def on_track(track: Any) -> None:
+    async def on_track(track: Any) -> None:
         receiver = next(t.receiver for t in receiver_pc.getTransceivers() if t.receiver.track is track)
-        source = RtpMicSource.attach(receiver) if own_path else TrackMicSource(track, receiver)
+        if attach_late:
+            while not receiver._RTCRtpReceiver__started:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+        source = RtpMicSource.attach(track, receiver) if own_path else TrackMicSource(track, receiver)
         handler = receiver._handle_rtp_packet
 
         async def lossy_network(packet: Any, arrival_time_ms: int) -> None:
@@ -67,7 +72,7 @@ async def connect(loss: float, *, own_path: bool = True, seed: int = 42) -> Link
     await receiver_pc.setRemoteDescription(sender.localDescription)
     await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
     await sender.setRemoteDescription(receiver_pc.localDescription)
-    source, receiver = await asyncio.wait_for(attached, 5)
+    source, receiver = await asyncio.wait_for(attached, 10)
     return Link(sender, receiver_pc, mic, source, receiver)
 
 
@@ -128,6 +133,17 @@ async def test_own_path_delivers_fifty_frames_a_second_under_loss(loss: float) -
         assert stats.fec_packets > 0.7 * voiced * (1 - loss)
     else:
         assert stats.packets_lost == 0 and stats.frames_concealed == 0
+
+
+async def test_taking_over_a_receiver_that_already_runs() -> None:
+    link = await connect(0.0, attach_late=True)
+    try:
+        assert any(t.name == "audio-decoder" for t in threading.enumerate()) is False
+        link.mic.say(speech())
+        await listen(link, 2.0)
+    finally:
+        await close(link)
+    assert len(link.frames) >= 95 and link.frames[-1][1].origin == "decoded"
 
 
 async def test_receiver_reports_still_tell_the_browser_about_loss() -> None:
