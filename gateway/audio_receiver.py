@@ -195,11 +195,13 @@ class RtpMicSource:
             self._partial = (pcm[-rest:], received_at, origin)
 
     def _schedule(self) -> None:
-        """One timer per source, at the buffer's next deadline (a missing packet's time is up)."""
+        """One timer per source, at or before the buffer's next deadline. Deadlines mostly move
+        later as packets arrive; a timer already due earlier is kept (when it fires it finds
+        nothing due and re-arms), which costs less than re-arming on every packet."""
         deadline = None if self._ended else self.buffer.deadline()
-        if deadline == self._timer_deadline and self._timer is not None:
-            return
         if self._timer is not None:
+            if deadline is not None and self._timer_deadline is not None and self._timer_deadline <= deadline:
+                return
             self._timer.cancel()
             self._timer = None
         self._timer_deadline = deadline

@@ -39,10 +39,12 @@ def speech() -> np.ndarray:
     return np.concatenate((Upsampler().process(pcm), np.zeros(48000, np.int16)))
 
 
-async def connect(loss: float, *, own_path: bool = True, seed: int = 42, attach_late: bool = False) -> Link:
+async def connect(loss: float, *, own_path: bool = True, seed: int = 42, attach_late: bool = False,
+                  outage: tuple[float, float] | None = None) -> Link:
     """A sender that talks Opus with in-band FEC (as Chrome does once asked) to a receiver whose
     network drops ``loss`` of the RTP packets before aiortc sees them. ``attach_late``: take the
-    receiver over only once media flows (aiortc's decoder thread already running)."""
+    receiver over only once media flows (aiortc's decoder thread already running). ``outage``:
+    (start, end) in monotonic time during which every packet is lost."""
     packetizer = OpusPacketizer()
     packetizer.encoder.set_packet_loss_perc(20)
     sender, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
@@ -61,7 +63,8 @@ async def connect(loss: float, *, own_path: bool = True, seed: int = 42, attach_
         handler = receiver._handle_rtp_packet
 
         async def lossy_network(packet: Any, arrival_time_ms: int) -> None:
-            if rng.random() >= loss:
+            cut = outage is not None and outage[0] <= time.monotonic() < outage[1]
+            if rng.random() >= loss and not cut:
                 await handler(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = lossy_network
@@ -133,6 +136,20 @@ async def test_own_path_delivers_fifty_frames_a_second_under_loss(loss: float) -
         assert stats.fec_packets > 0.7 * voiced * (1 - loss)
     else:
         assert stats.packets_lost == 0 and stats.frames_concealed == 0
+
+
+async def test_an_outage_is_bridged_on_the_frame_clock() -> None:
+    start = time.monotonic()
+    link = await connect(0.0, outage=(start + 1.5, start + 2.5))
+    try:
+        await listen(link, 3.5 - (time.monotonic() - start))
+    finally:
+        await close(link)
+    during = [f for when, f in link.frames if start + 1.6 <= when < start + 2.5]
+    after = [f for when, f in link.frames if when >= start + 2.6]
+    assert len(during) >= 40 and all(f.origin == "concealed" for f in during)  # 50 frames/s, nothing heard
+    assert after and all(f.origin == "decoded" for f in after)
+    assert len([f for when, f in link.frames if when >= start + 2.5]) < 60  # no backlog burst after it
 
 
 async def test_taking_over_a_receiver_that_already_runs() -> None:
