@@ -17,8 +17,9 @@ receiver reports, and libopus codes no LBRR while that is 0 %, so look under los
 the call's ``receive_stats()`` counts ``fec_packets`` (received packets whose SILK header has the
 LBRR flag, :func:`gateway.opus.has_inband_fec`) and ``frames_fec`` (frames rebuilt from them) —
 with speech and 10 % loss most voiced packets carry FEC and ``frames_fec`` ≫ ``frames_concealed``.
-In the browser, ``pc.getStats()`` shows the audio ``outbound-rtp`` with ``targetBitrate`` 40000
-and ~100-byte packets (``bytesSent / packetsSent``) instead of ~80 at the default 32 kbps.
+In the browser, ``pc.getStats()``'s audio ``outbound-rtp`` shows ~100-byte payloads
+(``bytesSent / packetsSent``, 40 kbps) instead of ~80 at the default 32 kbps, and a
+``targetBitrate`` of 40000 where Chrome reports one.
 """
 
 from __future__ import annotations
