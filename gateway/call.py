@@ -13,36 +13,27 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable, Mapping
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
-from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc import RTCConfiguration, RTCPeerConnection
 
+from .browser_peer import BrowserPeer, MicFactory, close_peer  # noqa: F401 - close_peer is re-exported
 from .config import Config
 from .conversation import Conversation, State
-from .errors import BadRequest
+from .errors import NotFound
 from .events import Event, append_message, dumps, error_event
+from .inbound_audio import MicFrame
 from .limits import TokenBucket
 from .metrics import GatewayMetrics
-from .audio_receiver import RtpMicSource
-from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
-from .opus_sdp import request_opus_fec
-from .outbound_codec import OpusPacketizer, follow_loss_reports
-from .outbound_audio import OutboundAudioTrack
 from .policy import SessionPolicy
 from .upstream_link import LinkFailed, UpstreamLink
 
 logger = logging.getLogger(__name__)
 
-DATA_CHANNEL_LABEL = "oai-events"
 MAX_BACKLOG_AUDIO = 250  # 5 s of 20 ms appends held while the upstream connects
-MAX_CLIENT_BACKLOG = 500  # events held until the data channel opens
-CHANNEL_WAIT_ON_ERROR_S = 5.0
-CLOSE_WAIT_S = 2.0
 MAX_CLIENT_MESSAGE = 64 * 1024  # SCTP itself allows 256 KiB; no Realtime event needs that
 CLIENT_EVENTS_PER_S, CLIENT_EVENT_BURST = 50, 200
 
@@ -78,6 +69,10 @@ class CallSummary:
                 f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
 
 
+def new_resume_token() -> str:
+    return f"rsm_{secrets.token_urlsafe(24)}"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -87,122 +82,77 @@ def _percentiles(values: list[float], *quantiles: float) -> list[float]:
     return [ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in quantiles] if ordered else []
 
 
-async def close_peer(pc: RTCPeerConnection) -> None:
-    """Close a peer connection whatever state a bad offer left it in (aiortc can trip over it)."""
-    try:
-        await pc.close()
-    except Exception:
-        logger.debug("aiortc failed while closing a peer connection", exc_info=True)
-
-
 class Call:
     def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
                  peer_configuration: RTCConfiguration | None = None,
-                 mic_source: Callable[[MediaStreamTrack, Any], MicSource] | None = None,
+                 mic_source: MicFactory | None = None,
                  metrics: GatewayMetrics | None = None, created_at: float | None = None) -> None:
         self.id = call_id
         self._config = config
         self._metrics = metrics or GatewayMetrics()
+        self._started = created_at if created_at is not None else time.monotonic()
+        self._peer_configuration = peer_configuration
+        self._mic_source = mic_source
         self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
                                          playout_delay_ms=config.playout_delay_ms)
-        self.pc = RTCPeerConnection(peer_configuration or RTCConfiguration())
-        self._packetizer = OpusPacketizer()
-        self.outbound = OutboundAudioTrack(self._next_frame, packetize=self._packetizer)
-        self._make_mic_source = mic_source or (
-            RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
-        self._mic: MicSource | None = None
-        self._sender: RTCRtpSender | None = None
-        self._audio_mid: str | None = None
-        self._remote_track: tuple[MediaStreamTrack, Any] | None = None
-        self._channel: RTCDataChannel | None = None
-        self._client_backlog: list[str] = []
         self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
-        self._tg: asyncio.TaskGroup | None = None
+        self._peer = self._new_peer()
+        self._next_peer: BrowserPeer | None = None  # a resumed connection waiting to take over
+        self._resumed = asyncio.Event()
+        self._suspended = False
+        self._backlog: collections.deque[Event] = collections.deque(maxlen=500)  # events while suspended
+        self.resume_token = new_resume_token()
         self._ended = asyncio.Event()
-        self._connected = asyncio.Event()
-        self._channel_open = asyncio.Event()
         self.end_reason: str | None = None
         self.lingering_close: asyncio.Future[None] | None = None  # a close that outlived the call
+        self._lingering: list[asyncio.Future[None]] = []
         self._end_error: Event | None = None
-        self._started = created_at if created_at is not None else time.monotonic()
         self._session_ready_ms: float | None = None
         self._audio_in_samples = 0
         self._frames_out = 0
         self.dropped_audio = 0
+        self.resumes = 0
         self._turns_reported = 0
         self._client_rate = TokenBucket(CLIENT_EVENTS_PER_S, CLIENT_EVENT_BURST)
         self._client_rate_warned = 0.0
         self._mic_frames: collections.Counter[str] = collections.Counter()
-        self._last_heard = time.monotonic()
+
+    def _new_peer(self) -> BrowserPeer:
+        return BrowserPeer(self._config, self._peer_configuration, next_frame=self._next_frame,
+                           on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
+                           metrics=self._metrics, started=self._started, mic_source=self._mic_source)
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._peer.pc
 
     # --- signaling ---------------------------------------------------------------------------
 
     async def accept(self, offer_sdp: str) -> str:
-        """Apply the browser's offer and return our answer, candidates included (no trickle)."""
-        self.pc.on("track", self._on_track)
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connection_state)
-        transceiver = self.pc.addTransceiver(self.outbound, direction="sendrecv")
-        transceiver.setCodecPreferences(
-            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            if transceiver.mid is None:
-                raise BadRequest("The SDP offer has no audio section using Opus.", code="invalid_offer")
-            for other in self.pc.getTransceivers():
-                if other is not transceiver:
-                    other.direction = "inactive"  # one audio stream per call; extra media is refused
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except BadRequest:
-            raise
-        except Exception as exc:  # aiortc raises ValueError, KeyError, AttributeError… on odd offers
-            raise BadRequest(f"The SDP offer could not be negotiated: {exc or type(exc).__name__}",
-                             code="invalid_offer") from None
-        self._sender = transceiver.sender
-        self._audio_mid = transceiver.mid
-        return request_opus_fec(self.pc.localDescription.sdp)
+        return await self._peer.accept(offer_sdp)
 
     async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
-        """Candidates the browser trickled after its offer (``PATCH``)."""
-        for mid, line in candidates:
-            try:
-                candidate = candidate_from_sdp(line.split(":", 1)[1])
-            except (ValueError, IndexError):
-                raise BadRequest(f"Malformed candidate: {line[:80]!r}", code="invalid_sdpfrag") from None
-            candidate.sdpMid = mid or self._audio_mid
-            try:
-                await self.pc.addIceCandidate(candidate)
-            except (ValueError, KeyError) as exc:
-                raise BadRequest(f"The candidate could not be added: {exc}", code="invalid_sdpfrag") from None
+        await (self._next_peer or self._peer).add_remote_candidates(candidates)
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind != "audio" or self._remote_track is not None:
-            return
-        receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
-        self._remote_track = (track, receiver)
-        if self._tg is not None:
-            self._tg.create_task(self._run_mic(), name=f"{self.id}-mic")
-
-    def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != DATA_CHANNEL_LABEL or self._channel is not None:
-            return
-        self._channel = channel
-        self._channel_open.set()
-        channel.on("message", self._on_client_message)
-        backlog, self._client_backlog = self._client_backlog, []
-        for message in backlog:
-            channel.send(message)
-
-    def _on_connection_state(self) -> None:
-        state = self.pc.connectionState
-        if state == "connected":
-            if not self._connected.is_set():
-                self._metrics.call_setup.observe(time.monotonic() - self._started)
-            self._connected.set()
-        elif state == "failed":
-            self.end("ice_failed")
-        elif state == "closed":
-            self.end("peer_closed")
+    async def resume(self, offer_sdp: str) -> str:
+        """A new connection from the same browser (its network changed): it takes over the call,
+        its conversation and its upstream session, and gets a fresh resume token."""
+        if self.ended:
+            raise NotFound("This call has ended; start a new one.", code="call_not_found")
+        peer = self._new_peer()
+        try:
+            answer = await peer.accept(offer_sdp)
+        except BaseException:
+            await peer.close()
+            raise
+        if self._next_peer is not None:  # two resumes in a row: the newest wins
+            await self._next_peer.close()
+        self._next_peer = peer
+        self.resume_token = new_resume_token()
+        self._peer.stop("replaced")
+        self._resumed.set()
+        logger.info("call resumed on a new connection")
+        return answer
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -226,13 +176,8 @@ class Call:
         """Supervise the call until it ends, then free everything it holds."""
         try:
             async with asyncio.TaskGroup() as tg:
-                self._tg = tg
                 tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
-                tg.create_task(self._watch_peer(), name=f"{self.id}-peer")
-                assert self._sender is not None, "run() follows accept()"
-                tg.create_task(follow_loss_reports(self._sender, self._packetizer.encoder), name=f"{self.id}-loss")
-                if self._remote_track is not None:
-                    tg.create_task(self._run_mic(), name=f"{self.id}-mic")
+                tg.create_task(self._serve_peers(), name=f"{self.id}-peers")
                 await self._ended.wait()
                 raise _HangUp
         except* _HangUp:
@@ -243,46 +188,66 @@ class Call:
             self.end("internal_error", error_event("The gateway hit an internal error and ended the call.",
                                                    code="internal_error", type_="server_error"))
         finally:
-            self._tg = None
             await self._teardown()
         return self._summary()
 
-    async def _teardown(self) -> None:
-        if self._end_error is not None:
-            # A call that fails while still connecting waits briefly for its data channel,
-            # so the browser learns why instead of seeing a silent hang-up.
-            if self.pc.connectionState not in ("closed", "failed"):
-                try:
-                    await asyncio.wait_for(self._channel_open.wait(), CHANNEL_WAIT_ON_ERROR_S)
-                except asyncio.TimeoutError:
-                    pass
-            self._send_client(self._end_error)
-            await self._drain_channel(timeout=0.3)
-        # Closing can take a minute when a TURN server stopped answering (aioice retries the
-        # allocation's deletion): past a short wait the registry takes over the closing task.
-        closing = asyncio.ensure_future(close_peer(self.pc))
-        done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
-        if not done:
-            logger.warning("peer connection still closing after %.0f s (TURN server gone?); finishing in "
-                           "the background", CLOSE_WAIT_S)
-            self.lingering_close = closing
+    async def _serve_peers(self) -> None:
+        """One browser connection after another: a vanished one may be resumed within the grace."""
+        while True:
+            peer = self._peer
+            reason = await peer.run()
+            await self._retire(peer)
+            if self._next_peer is not None:
+                self._take_next_peer()
+                continue
+            resumable = reason in ("peer_gone", "ice_failed") and peer.connected_once
+            if not resumable or self._config.resume_grace_s <= 0:
+                self.end(reason)
+                return
+            logger.info("browser connection lost (%s): the call waits %.0f s for it to resume", reason,
+                        self._config.resume_grace_s)
+            self._suspended = True
+            self.conversation.peer_lost()
+            self._flush()
+            try:
+                await asyncio.wait_for(self._resumed.wait(), self._config.resume_grace_s)
+            except asyncio.TimeoutError:
+                self.end(reason)
+                return
+            self._take_next_peer()
 
-    async def _drain_channel(self, timeout: float) -> None:
-        channel = self._channel
-        deadline = time.monotonic() + timeout
-        while channel is not None and channel.readyState == "open" and channel.bufferedAmount \
-                and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+    def _take_next_peer(self) -> None:
+        assert self._next_peer is not None
+        self._peer, self._next_peer = self._next_peer, None
+        self._resumed.clear()
+        self._suspended = False
+        self.resumes += 1
+        while self._backlog:
+            self._peer.send(self._backlog.popleft())
+
+    async def _retire(self, peer: BrowserPeer) -> None:
+        await peer.close()
+        if peer.lingering_close is not None:
+            self._lingering.append(peer.lingering_close)
+
+    async def _teardown(self) -> None:
+        peer = self._peer
+        if self._end_error is not None and not self._suspended:
+            await peer.say_goodbye(self._end_error)
+        await self._retire(peer)
+        if self._next_peer is not None:
+            await self._retire(self._next_peer)
+        pending = [future for future in self._lingering if not future.done()]
+        if pending:
+            self.lingering_close = asyncio.ensure_future(asyncio.gather(*pending, return_exceptions=True))
 
     def _summary(self) -> CallSummary:
         stats = self.conversation.stats
         latencies = [s * 1000 for s in stats.latencies_s]
         turn_latency = dict(zip(("p50", "p90", "max"), _percentiles(latencies, 0.5, 0.9, 1.0)))
         mic_frames = dict(self._mic_frames)
-        jitter: dict[str, float] = {}
-        if self._mic is not None:
-            receive = self._mic.receive_stats()
-            jitter = receive["jitter_buffer_ms"]
+        receive = self._peer.receive_stats()
+        if receive:
             mic_frames["sent_by_peer"] = receive["sent_by_peer"]
         return CallSummary(
             reason=self.end_reason or "unknown",
@@ -295,33 +260,8 @@ class Call:
             audio_out_s=self._frames_out * 0.02,
             turn_latency_ms=turn_latency,
             mic_frames=mic_frames,
-            jitter_buffer_ms=jitter,
+            jitter_buffer_ms=receive.get("jitter_buffer_ms", {}),
         )
-
-    async def _watch_peer(self) -> None:
-        """ICE must connect in time, and then the browser's mic must keep flowing.
-
-        Browsers send mic RTP all the time (a muted track still sends packets), so silence on the
-        wire for ``peer_timeout_s`` means the peer vanished: closed tab, lost network. aiortc's
-        own consent checks would take ~30 s to notice.
-        """
-        config = self._config
-        try:
-            await asyncio.wait_for(self._connected.wait(), config.ice_connect_timeout_s)
-        except asyncio.TimeoutError:
-            logger.warning("ICE did not connect within %.0f s: the browser could not reach any gateway "
-                           "candidate (firewall/NAT without TURN? expired TURN credentials?)",
-                           config.ice_connect_timeout_s)
-            self.end("ice_timeout")
-            return
-        self._last_heard = time.monotonic()
-        while True:
-            await asyncio.sleep(min(0.5, config.peer_timeout_s / 4))
-            silent = time.monotonic() - self._last_heard
-            if silent > config.peer_timeout_s:
-                logger.warning("no media from the browser for %.1f s: the peer is gone", silent)
-                self.end("peer_gone")
-                return
 
     # --- upstream ----------------------------------------------------------------------------
 
@@ -343,20 +283,7 @@ class Call:
 
     # --- media -------------------------------------------------------------------------------
 
-    async def _run_mic(self) -> None:
-        assert self._remote_track is not None
-        track, receiver = self._remote_track
-        source = self._mic = self._make_mic_source(track, receiver)
-        try:
-            await pump_mic(source, self._on_mic_audio)
-        except MediaStreamError:
-            self.end("peer_closed")
-        finally:
-            source.stop()
-
     def _on_mic_audio(self, pcm: bytes, frame: MicFrame) -> None:
-        if frame.origin != "concealed":
-            self._last_heard = frame.received_at
         if self._link.queued_audio >= MAX_BACKLOG_AUDIO:
             self.dropped_audio += 1  # the upstream is not keeping up (or reconnecting): bounded memory
             return
@@ -390,12 +317,10 @@ class Call:
         self._flush()
 
     def _send_client(self, event: Event) -> None:
-        message = dumps(event)
-        channel = self._channel
-        if channel is not None and channel.readyState == "open":
-            channel.send(message)
-        elif len(self._client_backlog) < MAX_CLIENT_BACKLOG:
-            self._client_backlog.append(message)
+        if self._suspended:
+            self._backlog.append(event)  # for the browser's next connection
+        else:
+            self._peer.send(event)
 
     def _flush(self) -> None:
         conversation = self.conversation

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hmac
 import logging
 import secrets
 
 from .call import Call, CallSummary
 from .metrics import GatewayMetrics
-from .errors import AtCapacity, NotFound
+from .errors import AtCapacity, NotFound, Unauthorized
 from .events import error_event
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,13 @@ class CallRegistry:
         self._tasks[call.id] = asyncio.create_task(self._run(call), name=f"call-{call.id}")
         self._metrics.calls_started.inc()
         self._metrics.active_calls.inc()
+
+    def by_resume_token(self, token: str) -> Call:
+        for call in self._calls.values():
+            if hmac.compare_digest(call.resume_token, token):
+                return call
+        raise Unauthorized("The resume token is not valid, or its call has ended; start a new call.",
+                           code="invalid_resume_token")
 
     def get(self, call_id: str) -> Call:
         call = self._calls.get(call_id)

@@ -110,6 +110,7 @@ class Config:
     ice_transport_policy: str = "all"  # "relay": the gateway's own peer uses TURN only
     ice_connect_timeout_s: float = 10.0
     peer_timeout_s: float = 3.0  # no mic RTP for this long after connecting = the browser is gone
+    resume_grace_s: float = 30.0  # a vanished browser may come back (new network) within this
     # Browser playout delay assumed when computing how much of a reply was heard.
     playout_delay_ms: int = 60
     # Who turns the mic's RTP into audio: the gateway's own path (FEC, concealment, no added
@@ -148,6 +149,7 @@ class Config:
         _check(self.max_body_bytes >= 4096, "MAX_BODY_BYTES", "must be >= 4096")
         _check(self.ice_connect_timeout_s > 0, "ICE_CONNECT_TIMEOUT", "must be > 0")
         _check(self.peer_timeout_s >= 1, "PEER_TIMEOUT", "must be >= 1 s")
+        _check(self.resume_grace_s >= 0, "RESUME_GRACE", "must be >= 0 (0 disables resuming)")
         _check(self.upstream_connect_timeout_s > 0, "UPSTREAM_CONNECT_TIMEOUT", "must be > 0")
         _check(self.upstream_reconnect_timeout_s >= 0, "UPSTREAM_RECONNECT_TIMEOUT", "must be >= 0")
         _check(self.upstream_ping_s > 0, "UPSTREAM_PING", "must be > 0")
@@ -298,6 +300,8 @@ _SETTINGS: tuple[_Setting, ...] = (
              "seconds for ICE to connect before the call is ended"),
     _Setting("--peer-timeout", "PEER_TIMEOUT", "peer_timeout_s", float,
              "seconds without mic media before a connected browser is considered gone"),
+    _Setting("--resume-grace", "RESUME_GRACE", "resume_grace_s", float,
+             "seconds a call whose browser vanished waits to be resumed (0 = end at once)"),
     _Setting("--playout-delay-ms", "PLAYOUT_DELAY_MS", "playout_delay_ms", int,
              "assumed browser playout delay when truncating an interrupted reply"),
     _Setting("--receive-path", "RECEIVE_PATH", "receive_path", str,

@@ -158,6 +158,11 @@ class Conversation:
         self._initial_update_id = self._send_internal("session.update", session=self.session)
         self.state = State.CONFIGURING
 
+    def peer_lost(self) -> None:
+        """The browser vanished: nothing more can be heard, so the reply stops where it was cut."""
+        if self._playout.is_active or self._active_response is not None:
+            self._interrupt(cancel=True, reason="peer_lost")
+
     def upstream_lost(self, reason: str, *, quietly: bool = False) -> None:
         """The upstream session ended; say so (unless it is a planned roll-over) and settle
         whatever was in flight, so the client is never left waiting for a ``response.done``."""

@@ -119,7 +119,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         })
         return web.Response(status=204, headers=headers)
     response = await handler(request)
-    headers["Access-Control-Expose-Headers"] = "Location"
+    headers["Access-Control-Expose-Headers"] = "Location, X-Resume-Token"
     response.headers.update(headers)
     return response
 
@@ -229,6 +229,8 @@ async def create_call(request: web.Request) -> web.Response:
     gateway.admit(request, gateway.call_limiter)
     token = _bearer(request)
     offer, session_update = await _read_offer(request)
+    if token.startswith("rsm_"):
+        return await _resume_call(gateway, token, offer)
     gateway.tokens.redeem(token)  # a clear 401 before any parsing work
     if session_update is not None:
         try:
@@ -257,8 +259,22 @@ async def create_call(request: web.Request) -> web.Response:
     gateway.tokens.consume(token)
     gateway.calls.start(call)
     logger.info("call created")
+    return _answer(call, answer)
+
+
+def _answer(call: Call, answer: str) -> web.Response:
+    """201 with the SDP answer; ``X-Resume-Token`` (our extension) lets the browser bring the
+    call back on a new connection if its network changes."""
     return web.Response(status=201, text=answer, content_type="application/sdp",
-                        headers={"Location": f"/v1/realtime/calls/{call_id}"})
+                        headers={"Location": f"/v1/realtime/calls/{call.id}", "X-Resume-Token": call.resume_token})
+
+
+async def _resume_call(gateway: Gateway, token: str, offer: str) -> web.Response:
+    call = gateway.calls.by_resume_token(token)
+    call_id_var.set(call.id)
+    check_offer(offer)
+    answer = await call.resume(offer)
+    return _answer(call, answer)
 
 
 async def trickle(request: web.Request) -> web.Response:

@@ -89,6 +89,7 @@ class ClientPeer:
         self.schema_problems: list[str] = []  # every event is checked against openai's GA types
         self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
         self.location: str | None = None
+        self.resume_token: str | None = None
         self.secret: dict[str, Any] | None = None
         self._event_arrived = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
@@ -124,7 +125,23 @@ class ClientPeer:
                 answer = await response.text()
                 assert response.status == 201, answer
                 self.location = response.headers["Location"]
+                self.resume_token = response.headers.get("X-Resume-Token")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def resume(self, token: str) -> int:
+        """Bring an existing call back on this (new) peer, as a browser does after a network
+        change; returns the HTTP status."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.base_url}/v1/realtime/calls", data=self.pc.localDescription.sdp,
+                                 headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}) as r:
+                if r.status != 201:
+                    return r.status
+                answer = await r.text()
+                self.location = r.headers["Location"]
+                self.resume_token = r.headers["X-Resume-Token"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        return 201
 
     async def hang_up(self) -> int:
         async with aiohttp.ClientSession() as http:
