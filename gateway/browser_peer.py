@@ -25,6 +25,7 @@ from .audio_receiver import RtpMicSource
 from .config import Config
 from .errors import BadRequest
 from .events import Event, dumps
+from .ice import explain_ice_failure, selected_route
 from .inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
 from .metrics import GatewayMetrics
 from .opus_sdp import request_opus_fec
@@ -58,7 +59,8 @@ class BrowserPeer:
         self._started = started
         self._on_mic_audio = on_mic_audio
         self._on_message = on_message
-        self.pc = RTCPeerConnection(configuration or RTCConfiguration())
+        self.configuration = configuration or RTCConfiguration()
+        self.pc = RTCPeerConnection(self.configuration)
         self._packetizer = OpusPacketizer()
         self.outbound = OutboundAudioTrack(next_frame, packetize=self._packetizer)
         self._make_mic = mic_source or (RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
@@ -137,10 +139,15 @@ class BrowserPeer:
         if state == "connected":
             if not self._connected.is_set():
                 self._metrics.call_setup.observe(time.monotonic() - self._started)
+                logger.info("ICE connected via %s (gateway/browser candidate types)", selected_route(self.pc))
             self.connected_once = True
             self._connected.set()
-        elif state in ("failed", "closed"):
-            self.stop("ice_failed" if state == "failed" else "peer_closed")
+        elif state == "failed":
+            if not self._connected.is_set():
+                logger.warning("ICE failed: %s", explain_ice_failure(self.pc, self._config))
+            self.stop("ice_failed")
+        elif state == "closed":
+            self.stop("peer_closed")
 
     # --- life --------------------------------------------------------------------------------
 
@@ -173,9 +180,8 @@ class BrowserPeer:
         try:
             await asyncio.wait_for(self._connected.wait(), config.ice_connect_timeout_s)
         except asyncio.TimeoutError:
-            logger.warning("ICE did not connect within %.0f s: the browser could not reach any gateway "
-                           "candidate (firewall/NAT without TURN? expired TURN credentials?)",
-                           config.ice_connect_timeout_s)
+            logger.warning("ICE did not connect within %.0f s: %s", config.ice_connect_timeout_s,
+                           explain_ice_failure(self.pc, config))
             self.stop("ice_timeout")
             return
         self.last_heard = time.monotonic()

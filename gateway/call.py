@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCPeerConnection
 
 from .browser_peer import BrowserPeer, MicFactory, close_peer  # noqa: F401 - close_peer is re-exported
 from .config import Config
 from .conversation import Conversation, State
 from .errors import NotFound
 from .events import Event, append_message, dumps, error_event
+from .ice import IceServers
 from .inbound_audio import MicFrame
 from .limits import TokenBucket
 from .metrics import GatewayMetrics
@@ -84,14 +85,14 @@ def _percentiles(values: list[float], *quantiles: float) -> list[float]:
 
 class Call:
     def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
-                 peer_configuration: RTCConfiguration | None = None,
+                 ice: IceServers | None = None,
                  mic_source: MicFactory | None = None,
                  metrics: GatewayMetrics | None = None, created_at: float | None = None) -> None:
         self.id = call_id
         self._config = config
         self._metrics = metrics or GatewayMetrics()
         self._started = created_at if created_at is not None else time.monotonic()
-        self._peer_configuration = peer_configuration
+        self._ice = ice or IceServers(config)
         self._mic_source = mic_source
         self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
                                          playout_delay_ms=config.playout_delay_ms)
@@ -118,7 +119,8 @@ class Call:
         self._mic_frames: collections.Counter[str] = collections.Counter()
 
     def _new_peer(self) -> BrowserPeer:
-        return BrowserPeer(self._config, self._peer_configuration, next_frame=self._next_frame,
+        """A peer configured with the STUN/TURN servers healthy right now (fresh at each resume)."""
+        return BrowserPeer(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
                            on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
                            metrics=self._metrics, started=self._started, mic_source=self._mic_source)
 
@@ -129,7 +131,13 @@ class Call:
     # --- signaling ---------------------------------------------------------------------------
 
     async def accept(self, offer_sdp: str) -> str:
-        return await self._peer.accept(offer_sdp)
+        return await self._accept(self._peer, offer_sdp)
+
+    async def _accept(self, peer: BrowserPeer, offer_sdp: str) -> str:
+        """Answer, then refuse at once (400/503 with the cause) an offer no path can connect."""
+        answer = await peer.accept(offer_sdp)
+        await self._ice.check_candidates(peer.pc, peer.configuration)
+        return answer
 
     async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
         await (self._next_peer or self._peer).add_remote_candidates(candidates)
@@ -141,7 +149,7 @@ class Call:
             raise NotFound("This call has ended; start a new one.", code="call_not_found")
         peer = self._new_peer()
         try:
-            answer = await peer.accept(offer_sdp)
+            answer = await self._accept(peer, offer_sdp)
         except BaseException:
             await peer.close()
             raise

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from .turn_credentials import ice_url_problem
+
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
 # Seed phase 1.2: a pt-BR assistant asked for short, direct answers.
@@ -159,8 +161,8 @@ class Config:
             _check(origin == "*" or urlsplit(origin).scheme in ("http", "https"), "ALLOWED_ORIGINS",
                    f"entries must be '*' or http(s)://host[:port], not {origin!r}")
         for server in self.ice_servers:
-            _check(server.urls.startswith(("stun:", "turn:", "turns:")), "ICE_SERVERS",
-                   f"entries must start with stun:, turn: or turns:, not {server.urls!r}")
+            problem = ice_url_problem(server.urls)
+            _check(problem is None, "ICE_SERVERS", f"entry {problem}")
         _check(bool(self.turn_secret) or not any(s.is_turn for s in self.ice_servers), "TURN_SECRET",
                "is required when ICE_SERVERS has turn: or turns: URLs (coturn's static-auth-secret)")
         _check(self.ice_transport_policy in ("all", "relay"), "ICE_TRANSPORT_POLICY",

@@ -186,7 +186,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
         "value": secret.value,
         "expires_at": secret.expires_at,
         "session": {"id": secret.session_id, "object": "realtime.session", **session},
-        "ice_servers": gateway.ice.for_browser(secret.session_id),
+        "ice_servers": gateway.ice.for_browser(secret.session_id, token_expires_at=secret.expires_at),
     })
 
 
@@ -247,8 +247,7 @@ async def create_call(request: web.Request) -> web.Response:
     session = merge_session(secret.session, session_update or {})
     call_id = new_call_id()
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
-    call = Call(call_id, gateway.config, session, peer_configuration=gateway.ice.for_gateway(),
-                metrics=gateway.metrics, created_at=received_at)
+    call = Call(call_id, gateway.config, session, ice=gateway.ice, metrics=gateway.metrics, created_at=received_at)
     try:
         answer = await call.accept(offer)
     except BaseException:

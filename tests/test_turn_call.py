@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
+import aiohttp
 import pytest
+from aiortc import RTCConfiguration
 
 from gateway.config import IceServer
 from gateway.ice import selected_route
@@ -55,26 +59,82 @@ async def test_relay_only_call_carries_audio_both_ways(make_gateway: GatewayFact
     await until(lambda: relayed().get("rp", 0) > 100 and relayed().get("sp", 0) > 100, timeout=15)
 
 
-async def test_expired_browser_credentials_end_the_call_fast_and_clearly(
-        make_gateway: GatewayFactory, turn_server: TurnServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
-    """The page holds credentials that expired: its relay is refused, so a relay-only browser has
-    no candidate at all. The gateway's own relay works; the call must still end within the ICE
-    timeout, with a log line, and leave nothing behind."""
+async def mint_and_offer(gateway_url: str, sdp: str | None = None,
+                         peer: ClientPeer | None = None) -> tuple[dict, int, str]:
+    """Mint a client secret, POST an offer (``peer``'s own, or ``sdp``): (secret, status, body)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gateway_url}/v1/realtime/client_secrets", json={}) as response:
+            secret = await response.json()
+        if peer is not None:
+            await peer.pc.setLocalDescription(await peer.pc.createOffer())
+            sdp = peer.pc.localDescription.sdp
+        async with http.post(f"{gateway_url}/v1/realtime/calls", data=sdp,
+                             headers={"Content-Type": "application/sdp",
+                                      "Authorization": f"Bearer {secret['value']}"}) as response:
+            return secret, response.status, await response.text()
+
+
+async def test_expired_browser_credentials_are_refused_at_once_with_the_cause(
+        make_gateway: GatewayFactory, turn_server: TurnServer) -> None:  # noqa: F811
+    """The page holds TURN credentials that expired: its relay is refused, so a relay-only browser
+    offers no candidate at all. The client hears why at once, not after the ICE timeout."""
     gateway = await make_gateway(ice_servers=(IceServer(turn_server.url),), turn_secret=turn_server.secret,
-                                 ice_transport_policy="relay", ice_connect_timeout_s=3)
+                                 ice_transport_policy="relay")
     expired = lambda identity, token_expires_at=None: browser_ice_servers(  # noqa: E731
         [turn_server.url], mint(turn_server.secret, identity, 600, clock=lambda: time.time() - 7200))
     gateway.state.ice.for_browser = expired  # type: ignore[method-assign]
     peer = ClientPeer(gateway.url, relay_only=True)
     started = time.monotonic()
     try:
-        await peer.connect()
-        await until(lambda: len(gateway.state.calls) == 0, timeout=10)
-        assert time.monotonic() - started < 3 + 4
-        assert peer.pc.connectionState != "connected"
+        with pytest.raises(AssertionError, match="no_ice_candidates") as refused:
+            await peer.connect()
+        assert time.monotonic() - started < 3
+        assert "expired or forged" in str(refused.value) and "new client secret" in str(refused.value)
     finally:
         await peer.close()
-    call_id, summary = gateway.state.calls.recent[-1]
-    assert summary.reason == "ice_timeout"
-    assert any("ICE did not connect" in r.getMessage() for r in caplog.records)
+    assert len(gateway.state.calls) == 0
     assert turn_server.refused(peer.secret["session"]["id"])  # coturn saw and refused the browser's try
+    assert gateway.state.ice.health[turn_server.url] is None  # the TURN server is not blamed
+
+
+async def test_a_relay_only_gateway_whose_turn_refuses_it_answers_503_at_once(
+        make_gateway: GatewayFactory, turn_server: TurnServer) -> None:  # noqa: F811
+    gateway = await make_gateway(ice_servers=(IceServer(turn_server.url),), turn_secret="not-the-coturn-secret",
+                                 ice_transport_policy="relay")
+    peer = ClientPeer(gateway.url)
+    started = time.monotonic()
+    try:
+        _, status, body = await mint_and_offer(gateway.url, peer=peer)
+    finally:
+        await peer.close()
+    assert time.monotonic() - started < 4
+    error = json.loads(body)["error"]
+    assert status == 503 and error["code"] == "relay_unavailable"
+    assert turn_server.url in error["message"] and "401" in error["message"]
+    assert len(gateway.state.calls) == 0
+
+
+async def test_a_call_no_path_reaches_ends_with_the_likely_cause(
+        make_gateway: GatewayFactory, turn_server: TurnServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """A browser behind a firewall whose relay failed: it offers one host candidate nobody can
+    reach. The call ends at ICE_CONNECT_TIMEOUT, the log says why, nothing stays behind."""
+    gateway = await make_gateway(ice_servers=(IceServer(turn_server.url),), turn_secret=turn_server.secret,
+                                 ice_connect_timeout_s=2)
+    peer = ClientPeer(gateway.url, configuration=RTCConfiguration(iceServers=[]))
+    try:
+        await peer.pc.setLocalDescription(await peer.pc.createOffer())
+        unreachable = "\r\n".join(
+            line if not line.startswith("a=candidate:") else re.sub(r" \S+ (\d+) typ host", " 198.51.100.7 \\1 typ host",
+                                                                     line)
+            for line in peer.pc.localDescription.sdp.split("\r\n"))
+        assert "198.51.100.7" in unreachable
+        started = time.monotonic()
+        _, status, _ = await mint_and_offer(gateway.url, sdp=unreachable)
+        assert status == 201
+        await until(lambda: len(gateway.state.calls) == 0, timeout=8)
+        assert time.monotonic() - started < 2 + 3
+    finally:
+        await peer.close()
+    assert gateway.state.calls.recent[-1][1].reason == "ice_timeout"
+    (line,) = [r.getMessage() for r in caplog.records if "ICE did not connect" in r.getMessage()]
+    assert "browser offered no relay candidate" in line and re.search(r"browser candidates \d+ host\)", line)
