@@ -62,7 +62,7 @@ class BrowserPeer:
         self.configuration = configuration or RTCConfiguration()
         self.pc = RTCPeerConnection(self.configuration)
         self._packetizer = OpusPacketizer()
-        self.outbound = OutboundAudioTrack(next_frame, packetize=self._packetizer)
+        self.outbound = OutboundAudioTrack(next_frame, packetize=self._packetizer, on_gap=metrics.outbound_gap)
         self._make_mic = mic_source or (RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
         self.mic: MicSource | None = None
         self._sender: RTCRtpSender | None = None

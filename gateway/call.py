@@ -31,6 +31,7 @@ from .limits import TokenBucket
 from .metrics import GatewayMetrics
 from .policy import SessionPolicy
 from .upstream_link import LinkFailed, UpstreamLink
+from .workers import tag
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class CallSummary:
                 f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
 
 
-def new_resume_token() -> str:
-    return f"rsm_{secrets.token_urlsafe(24)}"
+def new_resume_token(prefix: str = "rsm_") -> str:
+    return f"{prefix}{secrets.token_urlsafe(24)}"
 
 
 def _ms(value: float | None) -> str:
@@ -102,7 +103,8 @@ class Call:
         self._resumed = asyncio.Event()
         self._suspended = False
         self._backlog: collections.deque[Event] = collections.deque(maxlen=500)  # events while suspended
-        self.resume_token = new_resume_token()
+        self._resume_prefix = tag("rsm_", config.worker_index)
+        self.resume_token = new_resume_token(self._resume_prefix)
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
         self.lingering_close: asyncio.Future[None] | None = None  # a close that outlived the call
@@ -156,7 +158,7 @@ class Call:
         if self._next_peer is not None:  # two resumes in a row: the newest wins
             await self._next_peer.close()
         self._next_peer = peer
-        self.resume_token = new_resume_token()
+        self.resume_token = new_resume_token(self._resume_prefix)
         self._peer.stop("replaced")
         self._resumed.set()
         logger.info("call resumed on a new connection")
@@ -295,7 +297,10 @@ class Call:
         if self._link.queued_audio >= MAX_BACKLOG_AUDIO:
             self.dropped_audio += 1  # the upstream is not keeping up (or reconnecting): bounded memory
             return
-        self._link.send(append_message(pcm), frame.received_at)
+        # Gateway-added latency counts from an RTP packet's arrival: frames made here (concealment
+        # during a stall) have no packet to count from.
+        self._link.send(append_message(pcm), audio=True,
+                        received_at=frame.received_at if frame.origin == "decoded" else None)
         self._metrics.mic_frames(frame.origin)
         self._mic_frames[frame.origin] += 1
         samples = len(pcm) // 2
@@ -321,7 +326,7 @@ class Call:
                 self._send_client(error_event("Too many events on the data channel; some were dropped.",
                                               code="rate_limited"))
             return
-        self.conversation.receive_client(message)
+        self.conversation.receive_client(message, time.monotonic())
         self._flush()
 
     def _send_client(self, event: Event) -> None:
@@ -334,6 +339,8 @@ class Call:
         conversation = self.conversation
         for latency in conversation.outbound_latencies():
             self._metrics.outbound_latency.observe(latency)
+        while conversation.stats.barge_in_s:
+            self._metrics.barge_in.observe(conversation.stats.barge_in_s.pop())
         latencies = conversation.stats.latencies_s
         while self._turns_reported < len(latencies):
             self._metrics.turn_latency.observe(latencies[self._turns_reported])

@@ -16,8 +16,8 @@ from .events import error_event
 logger = logging.getLogger(__name__)
 
 
-def new_call_id() -> str:
-    return f"rtc_{secrets.token_hex(12)}"
+def new_call_id(prefix: str = "rtc_") -> str:
+    return f"{prefix}{secrets.token_hex(12)}"
 
 
 class CallRegistry:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import ssl
 import sys
@@ -16,6 +18,7 @@ from .config import Config, ConfigError, load_config
 from .engine_process import EngineProcess, EngineStartError
 from .logs import setup_logging
 from .signaling import STATE_KEY, create_app
+from .workers import socket_path, supervise
 
 logger = logging.getLogger("gateway")
 
@@ -28,23 +31,31 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, argv: Sequence[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with contextlib.AsyncExitStack() as stack:
-        if config.resolved_upstream == "local":
-            await stack.enter_async_context(EngineProcess(config))
+        if config.resolved_upstream == "local" and config.worker_index is None:
+            await stack.enter_async_context(EngineProcess(config))  # one engine, shared by the workers
+        if config.worker_index is None and config.workers > 1:
+            runtime_dir = config.runtime_dir / str(os.getpid())
+            stack.callback(shutil.rmtree, runtime_dir, True)
+            await supervise(argv, config.workers, runtime_dir, stop)
+            return
         app = create_app(config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         tls = _ssl_context(config)
-        await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
+        workers = config.worker_index is not None
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls, reuse_port=workers).start()
+        if workers:
+            await web.UnixSite(runner, str(socket_path(config.runtime_dir, config.worker_index))).start()
         shown_host = "localhost" if config.host in ("0.0.0.0", "::") else config.host
-        logger.info("gateway ready: %s://%s:%d (upstream: %s)", "https" if tls else "http", shown_host,
-                    config.port, config.resolved_upstream)
+        logger.info("gateway ready: %s://%s:%d (upstream: %s%s)", "https" if tls else "http", shown_host,
+                    config.port, config.resolved_upstream, f", worker {config.worker_index}" if workers else "")
         await stop.wait()
         gateway = app[STATE_KEY]
         gateway.draining = True  # new calls get 503 from now on
@@ -60,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     setup_logging(config.log_level)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, list(sys.argv[1:] if argv is None else argv)))
     except EngineStartError as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None

@@ -65,6 +65,7 @@ class TurnStats:
     turns: int = 0
     latencies_s: list[float] = field(default_factory=list)  # end of user speech → first reply audio
     interruptions: int = 0
+    barge_in_s: list[float] = field(default_factory=list)  # reply cut → first silent frame out (drained)
 
 
 class _InputClock:
@@ -112,6 +113,8 @@ class Conversation:
         self.history = History()
         self._restore_acks: set[str] = set()  # item ids (and "session") the restore still awaits
         self._restore_quietly = False
+        self._cut_at: float | None = None
+        self._now: float | None = None
 
     # --- outputs -----------------------------------------------------------------------------
 
@@ -218,7 +221,7 @@ class Conversation:
             self._user_speaking = True
             if self._playout.is_active and self._interrupts():
                 self._to_client.append(event)
-                self._interrupt(cancel=True, reason="speech")
+                self._interrupt(cancel=True, reason="speech", now=now)
                 return
         elif kind == "input_audio_buffer.speech_stopped":
             self._user_speaking = False
@@ -309,7 +312,8 @@ class Conversation:
 
     # --- client side -------------------------------------------------------------------------
 
-    def receive_client(self, message: str | bytes) -> None:
+    def receive_client(self, message: str | bytes, now: float | None = None) -> None:
+        self._now = now
         try:
             event = loads(message)
         except ProtocolError as exc:
@@ -342,11 +346,11 @@ class Conversation:
                 self._pending_client.append(event)
             return
         if kind == "output_audio_buffer.clear":
-            self._interrupt(cancel=True, reason="client_clear", always_report=True)
+            self._interrupt(cancel=True, reason="client_clear", always_report=True, now=self._now)
             return
         if kind == "response.cancel":
             self._to_upstream.append(event)
-            self._interrupt(cancel=False, reason="client_cancel")
+            self._interrupt(cancel=False, reason="client_cancel", now=self._now)
             return
         self._to_upstream.append(event)
 
@@ -354,6 +358,9 @@ class Conversation:
 
     def next_frame(self, now: float) -> np.ndarray:
         """The next 20 ms, 48 kHz frame for the outbound track (silence when idle)."""
+        if self._cut_at is not None:
+            self.stats.barge_in_s.append(now - self._cut_at)
+            self._cut_at = None
         frame = self._playout.next_frame(now)
         if frame.transitions:
             self._emit_transitions(frame.transitions, now)
@@ -376,10 +383,12 @@ class Conversation:
         detection = self.session.get("audio", {}).get("input", {}).get("turn_detection") or {}
         return bool(detection.get("interrupt_response", True))
 
-    def _interrupt(self, *, cancel: bool, reason: str, always_report: bool = False) -> None:
+    def _interrupt(self, *, cancel: bool, reason: str, always_report: bool = False, now: float | None = None) -> None:
         """Silence the reply now and tell the upstream exactly how much of it was heard."""
         playing = self._playout.playing_response
         touched = self._playout.flush()
+        if touched and now is not None:
+            self._cut_at = now  # the next frame out is silence: that wait is the barge-in latency
         response_id = self._active_response
         if response_id is not None and self.state is State.READY:
             if cancel and response_id not in self._discarded:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+_LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
+                    0.03, 0.04, 0.06, 0.08, 0.16, 0.32)
 _TURN_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _SETUP_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -30,12 +31,16 @@ class GatewayMetrics:
             "gateway_added_latency_seconds", "Delay the gateway adds: inbound = mic audio received → sent "
             "upstream; outbound = upstream audio received → first RTP frame with it sent",
             ["worker", "direction"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.barge_in = Histogram("gateway_barge_in_seconds", "Reply cut (user speech or client clear) → first "
+                                  "silent frame out", ["worker"], buckets=_LATENCY_BUCKETS, registry=r).labels(**w)
         self.upstream_connect = Histogram("gateway_upstream_connect_seconds", "Upstream WebSocket open time",
                                           ["worker"], buckets=_SETUP_BUCKETS, registry=r).labels(**w)
         self._upstream_errors = Counter("gateway_upstream_errors", "Upstream errors, by code",
                                         ["worker", "code"], registry=r)
         self._mic_frames = Counter("gateway_mic_frames", "Mic frames sent upstream, by origin "
                                    "(decoded, fec, concealed)", ["worker", "origin"], registry=r)
+        self._outbound_gaps = Counter("gateway_outbound_gaps", "Outbound frames sent > 30 ms after the previous one",
+                                      ["worker"], registry=r).labels(**w)
         self.jitter_buffer_delay = Histogram("gateway_jitter_buffer_delay_seconds", "Receive jitter buffer "
                                              "delay per call (median at hang-up)", ["worker"],
                                              buckets=_LATENCY_BUCKETS, registry=r).labels(**w)
@@ -51,6 +56,9 @@ class GatewayMetrics:
 
     def mic_frames(self, origin: str, count: int = 1) -> None:
         self._mic_frames.labels(worker=self._worker, origin=origin).inc(count)
+
+    def outbound_gap(self, seconds: float) -> None:
+        self._outbound_gaps.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

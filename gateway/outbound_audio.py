@@ -23,6 +23,7 @@ RATE = 48000
 FRAME_SAMPLES = 960
 FRAME_S = FRAME_SAMPLES / RATE
 TIME_BASE = fractions.Fraction(1, RATE)
+GAP_S = 0.03
 
 FrameSource = Callable[[float], np.ndarray]  # now → 960 int16 samples
 Packetizer = Callable[[np.ndarray, int], "AudioFrame | Packet"]
@@ -48,7 +49,10 @@ class OutboundAudioTrack(MediaStreamTrack):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_late: float = 0.06,
+        on_gap: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_gap(seconds)`` is told of every frame sent more than 30 ms after the previous one
+        (a stall the browser will have to conceal)."""
         super().__init__()
         self._source = source
         self._packetize = packetize
@@ -58,6 +62,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._start: float | None = None
         self._pts = 0
         self.skipped_frames = 0  # frames the clock skipped after stalls (for stats)
+        self._on_gap = on_gap
+        self._last_sent: float | None = None
 
     async def recv(self) -> AudioFrame | Packet:
         if self.readyState != "live":
@@ -77,4 +83,7 @@ class OutboundAudioTrack(MediaStreamTrack):
                 self.skipped_frames += skip
         if self.readyState != "live":
             raise MediaStreamError
+        if self._last_sent is not None and now - self._last_sent > GAP_S and self._on_gap is not None:
+            self._on_gap(now - self._last_sent)
+        self._last_sent = now
         return self._packetize(self._source(now), self._pts)

@@ -36,6 +36,7 @@ from .metrics import GatewayMetrics
 from .policy import PolicyError, SessionPolicy, merge_session
 from .sdp import check_offer, parse_sdpfrag
 from .tokens import TokenStore
+from .workers import client_ip, forwarding_middleware, tag
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Gateway:
         if self.draining:
             raise AtCapacity("The gateway is shutting down; connect again shortly.", code="shutting_down",
                              headers={"Retry-After": "10"})
-        retry_after = limiter.take(request.remote or "unknown")
+        retry_after = limiter.take(client_ip(request))
         if retry_after is not None:
             raise RateLimited("Too many requests from this address; slow down.",
                               headers={"Retry-After": str(max(1, round(retry_after)))})
@@ -229,7 +230,7 @@ async def create_call(request: web.Request) -> web.Response:
     gateway.admit(request, gateway.call_limiter)
     token = _bearer(request)
     offer, session_update = await _read_offer(request)
-    if token.startswith("rsm_"):
+    if token.startswith(tag("rsm_", gateway.config.worker_index)):
         return await _resume_call(gateway, token, offer)
     gateway.tokens.redeem(token)  # a clear 401 before any parsing work
     if session_update is not None:
@@ -245,7 +246,7 @@ async def create_call(request: web.Request) -> web.Response:
         gateway.tokens.release(token)
         raise
     session = merge_session(secret.session, session_update or {})
-    call_id = new_call_id()
+    call_id = new_call_id(tag("rtc_", gateway.config.worker_index))
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
     call = Call(call_id, gateway.config, session, ice=gateway.ice, metrics=gateway.metrics, created_at=received_at)
     try:
@@ -316,9 +317,13 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=config.max_body_bytes)
-    gateway_metrics = GatewayMetrics()
-    gateway = Gateway(config, TokenStore(), CallRegistry(config.max_calls, gateway_metrics),
+    middlewares = [cors_middleware, error_middleware]
+    if config.worker_index is not None:  # one of several processes: reach the one owning a call
+        middlewares.append(forwarding_middleware(config.worker_index, config.runtime_dir))
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
+    gateway_metrics = GatewayMetrics(worker=str(config.worker_index or 0))
+    gateway = Gateway(config, TokenStore(prefix=tag("ek_", config.worker_index)),
+                      CallRegistry(config.max_calls, gateway_metrics),
                       SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config),
                       KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)),
                       KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)))

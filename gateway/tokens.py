@@ -28,8 +28,11 @@ class ClientSecret:
 
 
 class TokenStore:
-    def __init__(self, *, clock: Callable[[], float] = time.time, capacity: int = 100_000) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, capacity: int = 100_000,
+                 prefix: str = PREFIX) -> None:
+        """``prefix``: ``ek_`` (or ``ek_w2_`` in worker 2, so a call is created where it was minted)."""
         self._clock = clock
+        self._prefix = prefix
         self._capacity = capacity
         self._secrets: dict[str, ClientSecret] = {}
         self._claimed: set[str] = set()  # secrets whose call is being set up right now
@@ -43,7 +46,7 @@ class TokenStore:
             self._purge(now)
             if len(self._secrets) >= self._capacity:
                 raise RateLimited("Too many outstanding client secrets; try again shortly.")
-        secret = ClientSecret(PREFIX + secrets.token_urlsafe(32), new_id("sess"), int(now + ttl_s), session)
+        secret = ClientSecret(self._prefix + secrets.token_urlsafe(32), new_id("sess"), int(now + ttl_s), session)
         self._secrets[secret.value] = secret
         return secret
 

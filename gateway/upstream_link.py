@@ -45,17 +45,18 @@ class UpstreamLink:
         self._metrics = metrics
         self._on_event = on_event
         self._on_flush = on_flush
-        # (serialized event, when its audio arrived — None for events): one ordered stream.
-        self.queue: asyncio.Queue[tuple[str, float | None]] = asyncio.Queue()
+        # (serialized event, is audio, when its RTP arrived — None when it was made here, e.g.
+        # concealment): audio and events in one ordered stream.
+        self.queue: asyncio.Queue[tuple[str, bool, float | None]] = asyncio.Queue()
         self.queued_audio = 0
         self.connects = 0
         self.first_connect_s: float | None = None
         self._rolling_over = False
 
-    def send(self, message: str, received_at: float | None = None) -> None:
-        if received_at is not None:
+    def send(self, message: str, *, audio: bool = False, received_at: float | None = None) -> None:
+        if audio:
             self.queued_audio += 1
-        self.queue.put_nowait((message, received_at))
+        self.queue.put_nowait((message, audio, received_at))
 
     async def run(self) -> None:
         """Keep a session open until cancelled; raises :class:`LinkFailed` when it must stop."""
@@ -126,13 +127,14 @@ class UpstreamLink:
         """The only writer of the socket after set-up, so audio and events keep their order."""
         inbound_latency = self._metrics.inbound_latency
         while True:
-            message, received_at = await self.queue.get()
+            message, audio, received_at = await self.queue.get()
             try:
                 await upstream.send_text(message)
             except ConnectionClosed:
                 return  # the reader sees the closure and decides what happens next
-            if received_at is not None:
+            if audio:
                 self.queued_audio -= 1
+            if received_at is not None:
                 inbound_latency.observe(time.monotonic() - received_at)
 
     async def _watch_session_age(self, upstream: Upstream) -> None:

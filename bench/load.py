@@ -1,0 +1,229 @@
+"""Capacity and gateway-added latency under load: N concurrent calls against a running gateway.
+
+    python bench/load.py [--calls 10 20 40 60 80 100] [--seconds 20] [--workers 1] [--receive-path gateway]
+
+The gateway runs as its own process (pinned to core 0 with one worker); this process (pinned to
+core 1) runs a cheap Realtime upstream — it answers each ~3 s of speech with ~2 s of audio —
+and N WebRTC clients that send pre-encoded Opus in real time and count, without decoding, the
+packets that come back. For each N, over a steady window: the gateway's CPU (share of one core
+and CPU-seconds per call-second), frames received per call per second (50 is perfect),
+outbound gaps > 30 ms (measured inside the gateway), RSS and RSS per call, and from the gateway's
+own histograms the added latency p50/p99 each way, call set-up and barge-in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from av.packet import Packet
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.opus import OpusEncoder  # noqa: E402
+from tests.audio_tools import voiced  # noqa: E402
+from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
+from tests.peers import ClientPeer  # noqa: E402
+
+TIME_BASE = fractions.Fraction(1, 48000)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def pre_encoded_speech() -> list[bytes]:
+    """6 s that loop: 3 s of voice, 3 s of silence, as 20 ms Opus packets (encoded once)."""
+    pcm = np.concatenate((voiced(3.0, 170.0, 48000, level=9000), np.zeros(48000 * 3, np.int16)))
+    encoder = OpusEncoder(bitrate=32000)
+    return [encoder.encode(pcm[i:i + 960]) for i in range(0, len(pcm), 960)]
+
+
+class LoopedMic:
+    """``packetize`` for MicTrack: the next pre-encoded packet, whatever PCM it is handed."""
+
+    def __init__(self, packets: list[bytes], offset: int) -> None:
+        self._packets = packets
+        self._index = offset
+
+    def __call__(self, pcm: np.ndarray, pts: int) -> Packet:
+        packet = Packet(self._packets[self._index % len(self._packets)])
+        self._index += 1
+        packet.pts = pts
+        packet.time_base = TIME_BASE
+        return packet
+
+
+@dataclass
+class Client:
+    peer: ClientPeer
+    arrivals: list[float] = field(default_factory=list)
+    setup_s: float = 0.0
+
+    def count_packets(self) -> None:
+        """Count the assistant's RTP packets as they arrive; nothing is decoded (a load client
+        must stay cheap, or it measures itself)."""
+        receiver = self.peer.pc.getTransceivers()[0].receiver
+
+        async def arrived(packet: object, arrival_time_ms: int) -> None:
+            self.arrivals.append(time.monotonic())
+
+        receiver._handle_rtp_packet = arrived  # type: ignore[method-assign]
+
+
+async def start_client(url: str, packets: list[bytes], index: int) -> Client:
+    peer = ClientPeer(url, packetize=LoopedMic(packets, offset=index * 37))
+    client = Client(peer)
+    client.count_packets()
+    connected = asyncio.Event()
+    peer.pc.on("connectionstatechange", lambda: peer.pc.connectionState == "connected" and connected.set())
+    started = time.monotonic()
+    await peer.connect()
+    await asyncio.wait_for(connected.wait(), 20)
+    client.setup_s = time.monotonic() - started
+    peer.mic.say(np.zeros(48000 * 3600, np.int16))  # keep the (pre-encoded) mic running
+    return client
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid] + [p for child in children for p in process_tree(int(child))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def rss_mb(pids: list[int]) -> float:
+    return sum(int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+               for p in pids) / 1024
+
+
+async def histograms(url: str) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts per histogram (summed over workers and label sets)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/metrics") as response:
+            text = await response.text()
+    out: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                key = sample.name[:-7] + "".join(f"|{v}" for k, v in sorted(sample.labels.items())
+                                                 if k not in ("le", "worker"))
+                bucket = float(sample.labels["le"])
+                out.setdefault(key, {})[bucket] = out.get(key, {}).get(bucket, 0) + sample.value
+            elif sample.name == "gateway_outbound_gaps_total":
+                out.setdefault("gaps", {0.0: 0.0})[0.0] += sample.value
+    return out
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """Quantile of what a histogram gained between two scrapes (linear within a bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return None
+    target, previous_bound, previous_count = q * total, 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= target:
+            if bound == float("inf"):
+                return previous_bound
+            share = (target - previous_count) / max(count - previous_count, 1e-9)
+            return previous_bound + share * (bound - previous_bound)
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 40, 60, 80, 100])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--receive-path", default="gateway")
+    parser.add_argument("--gateway-cores", default="0")
+    parser.add_argument("--client-cores", default="1")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {int(c) for c in args.client_cores.split(",")})
+    packets = pre_encoded_speech()
+    async with FakeRealtimeServer(Behaviour(reply_seconds=2.0, speed=5.0, reply_pitch_hz=220.0)) as fake:
+        port = free_port()
+        gateway = subprocess.Popen(
+            ["taskset", "-c", args.gateway_cores, sys.executable, "-m", "gateway", "--upstream", "url",
+             "--upstream-url", fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1",
+             "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--resume-grace", "0",
+             "--receive-path", args.receive_path, "--log-level", "WARNING"]
+            + (["--workers", str(args.workers)] if args.workers > 1 else []),
+            cwd=ROOT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
+            baseline_rss = rss_mb(process_tree(gateway.pid))
+            print(f"gateway: {args.workers} worker(s) on core(s) {args.gateway_cores}, receive path "
+                  f"{args.receive_path}; idle RSS {baseline_rss:.0f} MB\n")
+            print("| calls | gateway CPU (% of a core) | CPU-s per call-s | frames/s per call (50 = perfect) | "
+                  "outbound gaps > 30 ms | RSS MB (per call) | added latency in p50/p99 ms | out p50/p99 ms | "
+                  "set-up p50/p99 ms | barge-in p50 ms |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            clients: list[Client] = []
+            for target in args.calls:
+                while len(clients) < target:
+                    batch = min(10, target - len(clients))
+                    clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i) for i in range(batch)))
+                await asyncio.sleep(3)  # settle
+                pids = process_tree(gateway.pid)
+                before, cpu0, t0 = await histograms(url), cpu_seconds(pids), time.monotonic()
+                marks = [len(c.arrivals) for c in clients]
+                await asyncio.sleep(args.seconds)
+                after, cpu1, t1 = await histograms(url), cpu_seconds(pids), time.monotonic()
+                elapsed = t1 - t0
+                rates = [(len(c.arrivals) - m) / elapsed for c, m in zip(clients, marks)]
+                rss = rss_mb(pids)
+                setups = sorted(c.setup_s * 1000 for c in clients)
+
+                def q(name: str, quant: float) -> str:
+                    value = quantile(before.get(name, {}), after.get(name, {}), quant)
+                    return "-" if value is None else f"{value * 1000:.1f}"
+
+                gaps = after.get("gaps", {0.0: 0})[0.0] - before.get("gaps", {0.0: 0})[0.0]
+                print(f"| {target} | {100 * (cpu1 - cpu0) / elapsed:.0f}% | {(cpu1 - cpu0) / elapsed / target:.4f} | "
+                      f"{np.median(rates):.1f} (min {min(rates):.1f}) | {gaps:.0f} | {rss:.0f} "
+                      f"({(rss - baseline_rss) / target:.2f}) | "
+                      f"{q('gateway_added_latency_seconds|inbound', 0.5)} / {q('gateway_added_latency_seconds|inbound', 0.99)} | "
+                      f"{q('gateway_added_latency_seconds|outbound', 0.5)} / {q('gateway_added_latency_seconds|outbound', 0.99)} | "
+                      f"{np.percentile(setups, 50):.0f} / {np.percentile(setups, 99):.0f} | "
+                      f"{q('gateway_barge_in_seconds', 0.5)} |", flush=True)
+            await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

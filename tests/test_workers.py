@@ -1,0 +1,79 @@
+"""Several gateway processes on one port: every request about a call reaches the process holding it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .conftest import free_port
+from .fake_upstream import FakeRealtimeServer
+from .peers import ClientPeer
+from .test_call import speak
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def two_workers(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> AsyncIterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "--workers", "2", "--upstream", "url",
+                                "--upstream-url", fake_upstream.url, "--openai-api-key", "sk-test-upstream-key",
+                                "--host", "127.0.0.1", "--port", str(port), "--runtime-dir", str(tmp_path),
+                                "--rate-limit", "100000", "--resume-grace", "30"], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # both workers listening
+        yield url
+    finally:
+        process.terminate()
+        assert process.wait(40) == 0
+
+
+async def test_calls_spread_and_follow_up_requests_find_their_worker(two_workers: str) -> None:
+    peers = [ClientPeer(two_workers) for _ in range(8)]
+    try:
+        await asyncio.gather(*(p.connect() for p in peers))
+        workers = {p.location.split("_")[1] for p in peers}
+        assert workers == {"w0", "w1"}, [p.location for p in peers]  # the kernel spread the calls
+        for peer in peers:  # each minted and answered by the same worker
+            assert peer.secret["value"].split("_")[1] == peer.location.split("/")[-1].split("_")[1]
+        await asyncio.gather(*(p.channel_open() for p in peers))
+        await speak(peers[0])
+        await peers[0].wait_for("output_audio_buffer.stopped", timeout=15)
+        async with aiohttp.ClientSession() as http:  # one connection lands on one worker…
+            async with http.get(f"{two_workers}/metrics") as response:
+                text = await response.text()
+        assert 'gateway_active_calls{worker="0"}' in text and 'gateway_active_calls{worker="1"}' in text
+        statuses = [await p.hang_up() for p in peers]  # …and every DELETE still reaches its call
+        assert statuses == [204] * 8
+    finally:
+        await asyncio.gather(*(p.close() for p in peers))
+
+
+async def test_resume_reaches_the_worker_holding_the_call(two_workers: str) -> None:
+    first = ClientPeer(two_workers)
+    await first.connect()
+    second = ClientPeer(two_workers)
+    try:
+        for _ in range(6):  # whichever worker the new connection lands on
+            assert await second.resume(first.resume_token) == 201
+            first, second = second, ClientPeer(two_workers)
+        await first.channel_open()
+        await speak(first)
+        await first.wait_for("output_audio_buffer.stopped", timeout=15)
+    finally:
+        await first.close()
+        await second.pc.close()
