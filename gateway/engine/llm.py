@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .workers import CpuTurns
+
 # Spoken replies: the TTS reads every character, so the model is told to avoid what can't be said.
 SPOKEN_STYLE = (
     "Suas respostas serão faladas em voz alta: responda sempre em português do Brasil, em frases "
@@ -15,37 +17,37 @@ SPOKEN_STYLE = (
 
 
 class ReplyGenerator:
-    """One llama.cpp context shared by all sessions; generations take turns behind a lock."""
+    """One llama.cpp context for every session of the engine; used from one worker thread only.
+
+    llama.cpp keeps the previous prompt's tokens: a turn whose prompt starts like the last one
+    (same instructions, same history) only evaluates what is new, which is why the usual system
+    prompt is evaluated once at start-up.
+    """
 
     def __init__(self, model_path: Path, threads: int, context_tokens: int) -> None:
         from llama_cpp import Llama
 
         self._llm = Llama(model_path=str(model_path), n_ctx=context_tokens, n_threads=threads,
                           n_threads_batch=threads, n_batch=256, verbose=False)
-        self._lock = threading.Lock()
         self.context_tokens = context_tokens
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
     def generate(self, messages: list[dict[str, Any]], max_tokens: int, on_text: Callable[[str], None],
-                 stop: threading.Event, proceed: threading.Event | None = None) -> None:
-        """Blocking; call from a worker thread. Stops within one token once ``stop`` is set, and
-        waits between tokens while ``proceed`` is clear (so the first TTS piece gets the CPU)."""
-        with self._lock:
-            if stop.is_set():
-                return
-            # Greedy decoding: with sampling, the 1.5B model got simple facts wrong (capital → São Paulo).
-            stream = self._llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
-                                                      repeat_penalty=1.1, stream=True)
-            try:
-                for chunk in stream:
-                    if proceed is not None:
-                        proceed.wait()
-                    if stop.is_set():
-                        break
-                    text = chunk["choices"][0]["delta"].get("content")
-                    if text:
-                        on_text(text)
-            finally:
-                stream.close()  # type: ignore[attr-defined]
+                 stop: threading.Event, turns: CpuTurns | None = None) -> None:
+        """Blocking. Stops within one token once ``stop`` is set, and lets ``turns``' urgent jobs
+        (the TTS, another session's STT) have the CPU between tokens."""
+        if stop.is_set():
+            return
+        # Greedy decoding: with sampling, the 1.5B model got simple facts wrong (capital → São Paulo).
+        stream = self._llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
+                                                  repeat_penalty=1.1, stream=True)
+        try:
+            for chunk in stream:
+                if turns is not None:
+                    turns.wait_for_turn(stop)
+                if stop.is_set():
+                    break
+                text = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+                if text:
+                    on_text(text)
+        finally:
+            stream.close()  # type: ignore[union-attr]

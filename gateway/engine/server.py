@@ -1,9 +1,10 @@
 """The engine's I/O: a Realtime WebSocket server that runs each session's work with the models.
 
 Models load once per process, in a worker thread, while ``/healthz`` answers 503; then each
-connection gets a :class:`SessionRunner` that owns two tasks (reading the socket, working through
-the session's commands) in one TaskGroup. Inference always runs in worker threads, so the event
-loop keeps streaming audio while Whisper, the LLM or the TTS compute.
+connection gets a :class:`SessionRunner` that owns its tasks (reading the socket, working
+through the session's commands, an early transcription) in one TaskGroup. Inference always runs
+on :class:`~.workers.Workers` threads, so the event loop keeps reading audio and streaming
+replies while Whisper, the LLM or the TTS compute.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 import http
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
@@ -25,12 +28,14 @@ from websockets.http11 import Request, Response
 from ..config import DEFAULT_INSTRUCTIONS
 from ..events import ProtocolError, decode_audio, dumps, error_event, loads, server_event
 from .config import EngineConfig
-from .models import KOKORO_INT8, LLMS, WHISPER_BASE, materialize
+from .llm import SPOKEN_STYLE, ReplyGenerator
+from .models import ModelError, choose_models
 from .session import Cancel, EngineSession, Respond, Transcribe
 from .speech_text import SentenceSplitter, speakable
 from .stt import Transcriber
 from .tts import EspeakVoice, KokoroVoice
 from .vad import SpeechProbability
+from .workers import Workers
 
 logger = logging.getLogger(__name__)
 
@@ -38,60 +43,78 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Models:
     transcriber: Transcriber
-    generator: "ReplyGenerator"  # noqa: F821 - imported lazily (llama.cpp is heavy)
+    generator: ReplyGenerator
     voice: KokoroVoice | EspeakVoice
 
     @classmethod
     def load(cls, config: EngineConfig) -> Models:
-        from .llm import SPOKEN_STYLE, ReplyGenerator
-
+        """Blocking (seconds; minutes the first time, when packaged files are assembled)."""
         started = time.monotonic()
-        whisper_dir = config.whisper_path or materialize(WHISPER_BASE, config.cache_dir)
-        llm_file = config.llm_path or materialize(LLMS[config.llm], config.cache_dir) / "model.gguf"
-        transcriber = Transcriber(whisper_dir, config.threads)
-        generator = ReplyGenerator(llm_file, config.threads, config.context_tokens)
-        if config.tts == "kokoro":
-            voice: KokoroVoice | EspeakVoice = KokoroVoice(materialize(KOKORO_INT8, config.cache_dir),
-                                                           config.kokoro_voice, config.threads)
-        else:
-            voice = EspeakVoice()
+        if shutil.which("espeak-ng") is None:
+            raise ModelError("espeak-ng is not installed: it gives the TTS its pt-BR phonemes "
+                             "(apt-get install espeak-ng, or run scripts/setup_engine.sh)")
+        choice = choose_models(config)
+        transcriber = Transcriber(choice.whisper_dir, config.threads)
+        generator = ReplyGenerator(choice.llm_file, config.threads, config.context_tokens)
+        voice: KokoroVoice | EspeakVoice = (
+            KokoroVoice(choice.kokoro, config.kokoro_voice, config.threads) if choice.kokoro else EspeakVoice())
         voice.synthesize("Olá.")  # warm up: the first ONNX run allocates its arenas
-        # Prefill the usual system prompt once, so the first turn reuses llama.cpp's cached prefix.
+        transcriber.transcribe(voice.synthesize("Olá, tudo bem?"), "pt")
+        # Evaluate the usual system prompt once, so the first turn reuses llama.cpp's cached prefix.
         generator.generate([{"role": "system", "content": f"{DEFAULT_INSTRUCTIONS}\n{SPOKEN_STYLE}"},
                             {"role": "user", "content": "Olá"}], 1, lambda _: None, threading.Event())
-        logger.info("models loaded in %.1f s (stt %s, llm %s, tts %s)", time.monotonic() - started,
-                    whisper_dir.name, llm_file.name, config.tts)
+        logger.info("models loaded in %.1f s: stt %s, llm %s, tts %s (voice %s), %d threads",
+                    time.monotonic() - started, choice.whisper_dir, choice.llm_file,
+                    choice.kokoro.model if choice.kokoro else "espeak-ng", voice.default_voice, config.threads)
         return cls(transcriber, generator, voice)
+
+
+@dataclass
+class _Timing:
+    """Milliseconds from the end of a turn (its commit) to each stage's first output (for the bench)."""
+
+    started: float
+    marks: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        if name not in self.marks:
+            self.marks[name] = round((time.monotonic() - self.started) * 1000, 1)
 
 
 class SessionRunner:
     """One connection: the session's protocol logic plus the work its commands ask for."""
 
-    def __init__(self, connection: ServerConnection, models: Models, config: EngineConfig) -> None:
+    def __init__(self, connection: ServerConnection, models: Models, workers: Workers, config: EngineConfig) -> None:
         self._ws = connection
         self._models = models
+        self._workers = workers
         self._config = config
         self.session = EngineSession()
         self._vad = SpeechProbability()
         self._work: asyncio.Queue[Transcribe | Respond] = asyncio.Queue()
         self._stop_generation: dict[str, threading.Event] = {}
+        self._early: tuple[tuple[float, float], asyncio.Task[str]] | None = None  # key, transcription
+        self._committed_at: dict[str, float] = {}  # response id → when its turn ended
 
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
                 worker = tasks.create_task(self._work_through_commands())
-                if self._config.session_max_s:
-                    tasks.create_task(self._expire())
+                expiry = tasks.create_task(self._expire()) if self._config.session_max_s else None
                 await self._flush_after(self.session.outbox.append,
                                         server_event("session.created", session=self.session.session))
                 async for message in self._ws:
                     await self._receive(message)
                 worker.cancel()
+                if expiry is not None:
+                    expiry.cancel()
         except* ConnectionClosed:
             pass
         finally:
             for stop in self._stop_generation.values():
                 stop.set()
+            if self._early is not None:
+                self._early[1].cancel()
 
     async def _expire(self) -> None:
         """Like OpenAI's 60-minute cap: past ``session_max_s`` the session ends with an error."""
@@ -119,7 +142,7 @@ class SessionRunner:
         else:
             await self._flush_after(self.session.handle, event)
 
-    async def _flush_after(self, method, *args) -> None:  # type: ignore[no-untyped-def]
+    async def _flush_after(self, method: Any, *args: Any) -> None:
         method(*args)
         await self._flush()
 
@@ -131,11 +154,31 @@ class SessionRunner:
                 stop = self._stop_generation.get(command.response_id)
                 if stop is not None:
                     stop.set()
+            elif isinstance(command, Transcribe) and command.item_id is None:
+                self._transcribe_early(command)
             else:
+                if isinstance(command, Respond):
+                    self._committed_at[command.response_id] = time.monotonic()
                 self._work.put_nowait(command)
         outbox, session.outbox = session.outbox, []
         for event in outbox:
             await self._ws.send(dumps(event))
+
+    def _transcribe_early(self, command: Transcribe) -> None:
+        """The user paused: transcribe now, so if the pause ends the turn the text is (nearly) ready."""
+        if self._early is not None:
+            self._early[1].cancel()
+        task = asyncio.create_task(self._workers.stt(self._models.transcriber.transcribe, command.pcm,
+                                                     command.language))
+        self._early = (command.audio_key, task)
+
+    async def _transcription(self, command: Transcribe) -> tuple[str, bool]:
+        early, self._early = self._early, None
+        if early is not None and early[0] == command.audio_key and not early[1].cancelled():
+            return await early[1], True
+        if early is not None:
+            early[1].cancel()
+        return await self._workers.stt(self._models.transcriber.transcribe, command.pcm, command.language), False
 
     async def _work_through_commands(self) -> None:
         """Transcriptions and responses in order: a reply is generated after the turn it answers."""
@@ -143,30 +186,33 @@ class SessionRunner:
             command = await self._work.get()
             if isinstance(command, Transcribe):
                 started = time.monotonic()
-                text = await asyncio.to_thread(self._models.transcriber.transcribe, command.pcm, command.language)
-                logger.info("timing %s", json.dumps({"item_id": command.item_id, "audio_s": len(command.pcm) / 24000,
-                                                     "stt_ms": round((time.monotonic() - started) * 1000, 1)}))
+                text, early = await self._transcription(command)
+                logger.info("timing %s", json.dumps({
+                    "item_id": command.item_id, "audio_s": round(len(command.pcm) / 24000, 3), "early": early,
+                    "stt_wait_ms": round((time.monotonic() - started) * 1000, 1)}))
                 await self._flush_after(self.session.transcribed, command.item_id, text, len(command.pcm) / 24000)
             elif self.session.response is not None and self.session.response.id == command.response_id:
                 await self._respond(command)
+            else:
+                self._committed_at.pop(command.response_id, None)
 
     async def _respond(self, command: Respond) -> None:
         """LLM text flows into the TTS piece by piece, so the first audio leaves early."""
         loop = asyncio.get_running_loop()
         stop = self._stop_generation[command.response_id] = threading.Event()
-        proceed = threading.Event()  # cleared while the first piece is synthesized: 2 cores, one job
-        proceed.set()
         texts: asyncio.Queue[str | None] = asyncio.Queue()
         messages = self.session.conversation.messages(command.instructions)
-        timing = _Timing(time.monotonic())
+        max_tokens = min(self._config.max_reply_tokens, command.max_tokens or self._config.max_reply_tokens)
+        timing = _Timing(self._committed_at.pop(command.response_id, time.monotonic()))
+        timing.mark("llm_start_ms")
 
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(texts.put_nowait, text)
 
         async def generate() -> None:
             try:
-                await asyncio.to_thread(self._models.generator.generate, messages, self._config.max_reply_tokens,
-                                        on_text, stop, proceed)
+                await self._workers.llm(self._models.generator.generate, messages, max_tokens, on_text, stop,
+                                        self._workers.turns)
             finally:
                 texts.put_nowait(None)
 
@@ -175,20 +221,14 @@ class SessionRunner:
             while not stop.is_set():
                 text = await texts.get()
                 timing.mark("llm_first_token_ms")
-                pieces = splitter.flush() if text is None else splitter.push(text)
-                for piece in pieces:
+                for piece in splitter.flush() if text is None else splitter.push(text):
                     if stop.is_set():
                         return
-                    first = "llm_first_piece_ms" not in timing.marks
                     timing.mark("llm_first_piece_ms")
                     pcm = None
                     if command.audio:
-                        if first:
-                            proceed.clear()
-                        try:
-                            pcm = await asyncio.to_thread(self._models.voice.synthesize, speakable(piece))
-                        finally:
-                            proceed.set()
+                        pcm = await self._workers.tts(self._models.voice.synthesize, speakable(piece), command.voice,
+                                                      command.speed)
                     timing.mark("tts_first_piece_ms")
                     await self._flush_after(self.session.response_piece, command.response_id, piece, pcm)
                 if text is None:
@@ -201,34 +241,26 @@ class SessionRunner:
             await self._flush_after(self.session.response_finished, command.response_id)
         finally:
             stop.set()
-            proceed.set()
             del self._stop_generation[command.response_id]
             logger.info("timing %s", json.dumps({"response_id": command.response_id, **timing.marks}))
 
 
-@dataclass
-class _Timing:
-    """Milliseconds from the start of a response to each stage's first output (for the bench)."""
-
-    started: float
-    marks: dict[str, float] = field(default_factory=dict)
-
-    def mark(self, name: str) -> None:
-        if name not in self.marks:
-            self.marks[name] = round((time.monotonic() - self.started) * 1000, 1)
-
-
 class EngineServer:
+    """Owns the listening socket, the models and their worker threads."""
+
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
         self._models: Models | None = None
+        self._workers = Workers()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?")[0] == "/healthz":
+        """Plain HTTP before the WebSocket handshake: health checks, and 503 while loading."""
+        path = request.path.split("?")[0]
+        if path == "/healthz":
             status = http.HTTPStatus.OK if self._models else http.HTTPStatus.SERVICE_UNAVAILABLE
             body = b'{"status":"ok"}' if self._models else b'{"status":"loading models"}'
             return Response(status.value, status.phrase, Headers({"Content-Type": "application/json"}), body)
-        if not request.path.startswith("/v1/realtime"):
+        if path != "/v1/realtime":
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /v1/realtime\n")
         if self._models is None:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "The engine is still loading models.\n")
@@ -236,13 +268,18 @@ class EngineServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert self._models is not None
-        await SessionRunner(connection, self._models, self._config).run()
+        await SessionRunner(connection, self._models, self._workers, self._config).run()
 
     async def serve_forever(self) -> None:
-        async with serve(self._handle, self._config.host, self._config.port, process_request=self._process_request,
-                         max_size=16 * 1024 * 1024, compression=None) as server:
-            logger.info("engine listening on ws://%s:%d/v1/realtime (loading models…)", self._config.host,
-                        self._config.port)
-            self._models = await asyncio.to_thread(Models.load, self._config)
-            logger.info("engine ready")
-            await server.serve_forever()
+        try:
+            async with serve(self._handle, self._config.host, self._config.port,
+                             process_request=self._process_request, max_size=16 * 1024 * 1024,
+                             compression=None) as server:
+                logger.info("engine listening on ws://%s:%d/v1/realtime (loading models…)", self._config.host,
+                            self._config.port)
+                started = time.monotonic()
+                self._models = await asyncio.to_thread(Models.load, self._config)
+                logger.info("engine ready in %.1f s", time.monotonic() - started)
+                await server.serve_forever()
+        finally:
+            self._workers.close()

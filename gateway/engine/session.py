@@ -18,7 +18,7 @@ from ..events import Event, error_event, new_id, server_event
 from ..policy import merge_session
 from .conversation import Conversation, Item, Piece
 from .llm import SPOKEN_STYLE
-from .vad import TurnDetector, TurnEvent
+from .vad import TAIL_MS, TurnDetector, TurnEvent
 
 RATE = 24000
 MIN_COMMIT_MS = 100
@@ -26,9 +26,13 @@ MIN_COMMIT_MS = 100
 
 @dataclass(frozen=True)
 class Transcribe:
-    item_id: str
+    """Transcribe a committed turn, or (``item_id`` None) start early on a turn that may go on.
+    The same ``audio_key`` means the same audio: the early result answers the commit."""
+
+    item_id: str | None
     pcm: np.ndarray
     language: str | None
+    audio_key: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class Respond:
     response_id: str
     instructions: str
     audio: bool
+    voice: str | None = None
+    speed: float = 1.0
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,16 +105,7 @@ class EngineSession:
         return self.session["audio"]["input"].get("turn_detection")
 
     def _configure_vad(self) -> None:
-        td = self._turn_detection()
-        if not td:
-            self._detector = None
-            return
-        eagerness = {"low": 0.8, "medium": 0.6, "high": 0.4, "auto": 0.6}.get(td.get("eagerness", "auto"), 0.6)
-        self._detector = TurnDetector(
-            threshold=float(td.get("threshold", 0.5)),
-            prefix_padding_ms=int(td.get("prefix_padding_ms", 300)),
-            silence_duration_ms=int(td.get("silence_duration_ms", 500 if td.get("type") == "server_vad"
-                                           else 1000 * eagerness)))
+        self._detector = _detector_for(self.session)
 
     def instructions(self) -> str:
         return f"{self.session.get('instructions') or ''}\n{SPOKEN_STYLE}".strip()
@@ -136,10 +134,14 @@ class EngineSession:
             self._error("Only audio/pcm at 24000 Hz is supported.", "invalid_value", event.get("event_id"),
                         "session.audio.input.format")
             return
-        self.session = merge_session(self.session, update)
-        if "turn_detection" in (update.get("audio", {}).get("input") or {}):
-            self.session["audio"]["input"]["turn_detection"] = update["audio"]["input"]["turn_detection"]
-            self._configure_vad()
+        merged = merge_session(self.session, update)
+        turn_detection_changed = "turn_detection" in ((update.get("audio") or {}).get("input") or {})
+        if turn_detection_changed:  # replaced as a whole, like OpenAI does
+            merged["audio"]["input"]["turn_detection"] = update["audio"]["input"]["turn_detection"]
+            detector = _detector_for(merged)  # a bad value raises here, before anything changes
+        self.session = merged
+        if turn_detection_changed:
+            self._detector = detector
         self._send("session.updated", session=self.session)
 
     def append_audio(self, pcm: np.ndarray, scores: list[tuple[float, float]]) -> None:
@@ -153,7 +155,10 @@ class EngineSession:
             if turn is None:
                 continue
             td = self._turn_detection() or {}
-            if turn.event is TurnEvent.STARTED:
+            if turn.event is TurnEvent.PAUSED:
+                pcm, key = self._turn_audio(turn.audio_ms)
+                self.commands.append(Transcribe(None, pcm, self._language(), key))
+            elif turn.event is TurnEvent.STARTED:
                 self._speech_item = new_id("item")
                 self._send("input_audio_buffer.speech_started", audio_start_ms=turn.audio_ms,
                            item_id=self._speech_item)
@@ -174,10 +179,19 @@ class EngineSession:
         self._audio = [pcm[cut:]]
         self._buffer_start_ms += cut * 1000 / RATE
 
-    def _commit(self, item_id: str, end_ms: float | None = None, event_id: str | None = None) -> bool:
+    def _turn_audio(self, end_ms: float | None) -> tuple[np.ndarray, tuple[float, float]]:
+        """The buffered audio a commit at ``end_ms`` (None: everything) takes, and its key."""
         pcm = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
         if end_ms is not None:
-            pcm = pcm[:max(0, int((end_ms - self._buffer_start_ms + 100) * RATE / 1000))]  # 100 ms tail
+            pcm = pcm[:max(0, int((end_ms - self._buffer_start_ms + TAIL_MS) * RATE / 1000))]
+        return pcm, (self._buffer_start_ms, self._buffer_start_ms + len(pcm) * 1000 / RATE)
+
+    def _language(self) -> str | None:
+        transcription = self.session["audio"]["input"].get("transcription") or {}
+        return transcription.get("language")
+
+    def _commit(self, item_id: str, end_ms: float | None = None, event_id: str | None = None) -> bool:
+        pcm, key = self._turn_audio(end_ms)
         if len(pcm) * 1000 / RATE < MIN_COMMIT_MS:
             self._error(f"Error committing input audio buffer: buffer too small. Expected at least "
                         f"{MIN_COMMIT_MS}ms of audio, but buffer only has {len(pcm) * 1000 // RATE}ms.",
@@ -190,8 +204,7 @@ class EngineSession:
         self._send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
         self._send("conversation.item.done", previous_item_id=previous, item=item.to_json())
-        transcription = self.session["audio"]["input"].get("transcription") or {}
-        self.commands.append(Transcribe(item_id, pcm, transcription.get("language")))
+        self.commands.append(Transcribe(item_id, pcm, self._language(), key))
         return True
 
     def _input_audio_buffer_commit(self, event: Event) -> None:
@@ -275,12 +288,18 @@ class EngineSession:
                         "conversation_already_has_active_response", event.get("event_id"))
             return
         options = event.get("response") or {}
-        self._start_response(options.get("instructions"), options.get("output_modalities"))
+        if not isinstance(options, dict):
+            raise ValueError("'response' must be an object")
+        self._start_response(options)
 
-    def _start_response(self, instructions: str | None = None, modalities: list[str] | None = None) -> None:
+    def _start_response(self, options: dict[str, Any] | None = None) -> None:
+        """Open a response; ``options`` (from response.create) override the session's settings."""
         if self.response is not None:
             return
-        audio = "audio" in (modalities or self.session.get("output_modalities") or ["audio"])
+        settings = merge_session(self.session, options or {})
+        audio = "audio" in (settings.get("output_modalities") or ["audio"])
+        output = (settings.get("audio") or {}).get("output") or {}
+        max_tokens = settings.get("max_output_tokens")
         response_id = new_id("resp")
         item = Item(new_id("item"), "assistant", "output_audio" if audio else "output_text", "", "in_progress")
         self.response = _Response(response_id, item)
@@ -292,7 +311,11 @@ class EngineSession:
         part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
         self._send("response.content_part.added", response_id=response_id, item_id=item.id, output_index=0,
                    content_index=0, part=part)
-        self.commands.append(Respond(response_id, instructions or self.instructions(), audio))
+        instructions = (options or {}).get("instructions")
+        self.commands.append(Respond(response_id, f"{instructions}\n{SPOKEN_STYLE}" if instructions
+                                     else self.instructions(), audio, output.get("voice"),
+                                     float(output.get("speed") or 1.0),
+                                     max_tokens if isinstance(max_tokens, int) else None))
 
     def _ids(self) -> dict[str, Any]:
         assert self.response is not None
@@ -352,6 +375,22 @@ class EngineSession:
         self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
         self._send("response.done", response={"id": response.id, "object": "realtime.response", "status": status,
                                               "output": [item.to_json()]})
+
+
+def _detector_for(session: dict[str, Any]) -> TurnDetector | None:
+    td = session["audio"]["input"].get("turn_detection")
+    if not td:
+        return None
+    if not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad"):
+        raise ValueError("turn_detection must be null or an object of type server_vad or semantic_vad")
+    # semantic_vad has no explicit silence: its eagerness picks one (OpenAI's own max timeouts are longer).
+    eagerness = {"low": 1200, "medium": 800, "high": 500, "auto": 800}.get(td.get("eagerness", "auto"), 800)
+    threshold = float(td.get("threshold", 0.5))
+    silence = int(td.get("silence_duration_ms", 500 if td["type"] == "server_vad" else eagerness))
+    padding = int(td.get("prefix_padding_ms", 300))
+    if not 0.0 <= threshold <= 1.0 or silence < 0 or padding < 0:
+        raise ValueError("threshold must be 0-1, silence_duration_ms and prefix_padding_ms >= 0")
+    return TurnDetector(threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence)
 
 
 _HANDLERS = {

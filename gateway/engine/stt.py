@@ -9,7 +9,6 @@ the audio: ~150–250 ms per turn, same transcripts on our pt-BR test set.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ TOKENS_PER_SECOND = 8  # generous for speech; caps runaway repetition on noise
 
 
 class Transcriber:
-    """Whisper behind a lock: one CTranslate2 model shared by every session of the engine."""
+    """One CTranslate2 Whisper for every session of the engine; used from one worker thread only."""
 
     def __init__(self, model_dir: Path, threads: int) -> None:
         from faster_whisper import WhisperModel
@@ -33,7 +32,6 @@ class Transcriber:
                                      num_workers=1, local_files_only=True)
         self._tokenizer_class = Tokenizer
         self._tokenizers: dict[str, Tokenizer] = {}
-        self._lock = threading.Lock()
 
     def _features(self, pcm24: np.ndarray) -> "ctranslate2.StorageView":  # noqa: F821
         """Log-mel features padded to the next whole second (≥ MIN_WINDOW_S), not to 30 s."""
@@ -51,8 +49,7 @@ class Transcriber:
 
     def detect_language(self, pcm24: np.ndarray) -> str:
         """The language Whisper hears (e.g. "pt"), used to check what the TTS speaks."""
-        with self._lock:
-            results = self._whisper.model.detect_language(self._features(pcm24))
+        results = self._whisper.model.detect_language(self._features(pcm24))
         return results[0][0][0].strip("<|>")
 
     def transcribe(self, pcm24: np.ndarray, language: str | None) -> str:
@@ -68,9 +65,8 @@ class Transcriber:
                 self._whisper.hf_tokenizer, True, task="transcribe", language=language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         batch = self._features(pcm24)
-        with self._lock:
-            result = self._whisper.model.generate(
-                batch, [prompt], beam_size=1, suppress_blank=True, suppress_tokens=[-1],
-                max_length=len(prompt) + int(seconds * TOKENS_PER_SECOND) + 8)
+        result = self._whisper.model.generate(
+            batch, [prompt], beam_size=1, suppress_blank=True, suppress_tokens=[-1],
+            max_length=len(prompt) + int(seconds * TOKENS_PER_SECOND) + 8)
         tokens = [t for t in result[0].sequences_ids[0] if t < tokenizer.eot]
         return tokenizer.decode(tokens).strip()

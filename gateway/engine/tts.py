@@ -13,10 +13,11 @@ import json
 import re
 import subprocess
 import wave
-from pathlib import Path
 
 import numpy as np
 import soxr
+
+from .models import KokoroFiles, ModelError
 
 RATE = 24000
 _MAX_TOKENS = 500
@@ -46,33 +47,51 @@ def phonemize(text: str) -> str:
 
 
 class KokoroVoice:
-    def __init__(self, model_dir: Path, voice: str, threads: int) -> None:
+    """Kokoro-82M on onnxruntime; used from one worker thread only."""
+
+    def __init__(self, files: KokoroFiles, default_voice: str, threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(model_dir / "kokoro-v1.0.int8.onnx"), sess_options=options,
+        # Idle ORT threads would otherwise spin for a while after each operator, taking the core
+        # the gateway's media pacing or the LLM needs; measured: same wall time without spinning.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(str(files.model), sess_options=options,
                                              providers=["CPUExecutionProvider"])
-        self._vocab: dict[str, int] = json.loads((model_dir / "vocab.json").read_text("utf-8"))["vocab"]
-        with np.load(model_dir / "voices_ja.npz") as voices:
-            if voice not in voices.files:
-                raise ValueError(f"Kokoro voice must be one of {voices.files}, not {voice!r}")
-            self._style = voices[voice]
+        self._token_input = next(i.name for i in self._session.get_inputs() if i.name in ("tokens", "input_ids"))
+        self._vocab: dict[str, int] = json.loads(files.vocab.read_text("utf-8"))["vocab"]
+        with np.load(files.voices) as archive:
+            self._styles = {name: np.asarray(archive[name], np.float32) for name in archive.files}
+        if default_voice not in self._styles:
+            raise ModelError(f"ENGINE_KOKORO_VOICE must be one of {sorted(self._styles)}, not {default_voice!r}")
+        self.default_voice = default_voice
 
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """int16 audio at 24 kHz; blocking (call from a worker thread)."""
+    @property
+    def voices(self) -> list[str]:
+        return sorted(self._styles)
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
+        """int16 audio at 24 kHz; blocking. ``voice`` may be any of :attr:`voices`; other names
+        (OpenAI's "alloy", "marin"…) get the default voice."""
         tokens = [self._vocab[c] for c in phonemize(text) if c in self._vocab][:_MAX_TOKENS]
         if not tokens:
             return np.zeros(0, np.int16)
-        style = self._style[min(len(tokens), len(self._style)) - 1].reshape(1, 256).astype(np.float32)
-        audio = self._session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
+        styles = self._styles.get(voice or "", self._styles[self.default_voice])
+        style = styles[min(len(tokens), len(styles)) - 1].reshape(1, 256)
+        audio = self._session.run(None, {self._token_input: np.array([[0, *tokens, 0]], np.int64), "style": style,
                                          "speed": np.array([speed], np.float32)})[0]
         return _trim((np.clip(np.asarray(audio, np.float32).ravel(), -1, 1) * 32767).astype(np.int16))
 
 
 class EspeakVoice:
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
+    """espeak-ng's own pt-BR voice: robotic but instant, for when Kokoro is not installed."""
+
+    default_voice = "espeak-pt-br"
+    voices = [default_voice]
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
         data = _espeak(["--stdout", "-s", str(int(165 * speed))], text)
         with wave.open(io.BytesIO(data)) as wav:
             rate = wav.getframerate()

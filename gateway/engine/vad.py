@@ -1,7 +1,9 @@
 """Server VAD: Silero speech probabilities turned into Realtime turn events.
 
 :class:`TurnDetector` is the decision logic (threshold with hysteresis, prefix padding, silence
-duration), sans-I/O and driven by (probability, time) pairs so tests can script it.
+duration, and an early "paused" signal that lets the runner start transcribing before the
+silence is long enough to end the turn), sans-I/O and driven by (probability, time) pairs so
+tests can script it.
 :class:`SpeechProbability` feeds it: 24 kHz PCM → 16 kHz → one Silero score per 32 ms window
 (≈0.1 ms of CPU each).
 """
@@ -19,17 +21,19 @@ WINDOW = 512  # samples at 16 kHz = 32 ms, what Silero expects
 WINDOW_MS = WINDOW * 1000 / VAD_RATE
 MIN_SPEECH_MS = 64  # two windows: a click or a cough is not a turn
 HYSTERESIS = 0.15
+TAIL_MS = 100  # audio kept after the last voiced window: Whisper hears the end of the last word
 
 
 class TurnEvent(enum.Enum):
     STARTED = "started"
+    PAUSED = "paused"  # silence for TAIL_MS: the turn's audio is complete if the silence lasts
     STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
 class Turn:
     event: TurnEvent
-    audio_ms: int  # audio_start_ms (with prefix padding) or audio_end_ms
+    audio_ms: int  # audio_start_ms (with prefix padding), or audio_end_ms (PAUSED, STOPPED)
 
 
 class TurnDetector:
@@ -40,6 +44,7 @@ class TurnDetector:
         self.in_speech = False
         self._candidate_start: float | None = None
         self._last_voiced_end = 0.0
+        self._paused = False
 
     def push(self, probability: float, window_end_ms: float) -> Turn | None:
         window_start = window_end_ms - WINDOW_MS
@@ -58,14 +63,20 @@ class TurnDetector:
             return None
         if probability >= max(0.0, self.threshold - HYSTERESIS):
             self._last_voiced_end = window_end_ms
+            self._paused = False
         elif window_end_ms - self._last_voiced_end >= self.silence_duration_ms:
             self.in_speech = False
+            self._paused = False
             return Turn(TurnEvent.STOPPED, int(self._last_voiced_end))
+        elif not self._paused and window_end_ms - self._last_voiced_end >= TAIL_MS:
+            self._paused = True
+            return Turn(TurnEvent.PAUSED, int(self._last_voiced_end))
         return None
 
     def reset(self) -> None:
         self.in_speech = False
         self._candidate_start = None
+        self._paused = False
 
 
 class SpeechProbability:
