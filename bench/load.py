@@ -161,6 +161,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--receive-path", default="gateway")
+    parser.add_argument("--event-loop", default="uvloop")
     parser.add_argument("--gateway-cores", default="0")
     parser.add_argument("--client-cores", default="1")
     args = parser.parse_args()
@@ -172,8 +173,11 @@ async def main() -> None:
             ["taskset", "-c", args.gateway_cores, sys.executable, "-m", "gateway", "--upstream", "url",
              "--upstream-url", fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1",
              "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--resume-grace", "0",
-             "--receive-path", args.receive_path, "--log-level", "WARNING"]
-            + (["--workers", str(args.workers)] if args.workers > 1 else []),
+             "--receive-path", args.receive_path, "--log-level", "ERROR", "--workers", str(args.workers),
+             "--event-loop", args.event_loop,
+             # The load generator's own loop stalls while it sets up a batch of clients (a DTLS
+             # certificate each): don't let that pass for vanished browsers.
+             "--peer-timeout", "15"],
             cwd=ROOT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -186,7 +190,7 @@ async def main() -> None:
                     await asyncio.sleep(0.2)
             baseline_rss = rss_mb(process_tree(gateway.pid))
             print(f"gateway: {args.workers} worker(s) on core(s) {args.gateway_cores}, receive path "
-                  f"{args.receive_path}; idle RSS {baseline_rss:.0f} MB\n")
+                  f"{args.receive_path}, {args.event_loop} loop; idle RSS {baseline_rss:.0f} MB\n")
             print("| calls | gateway CPU (% of a core) | CPU-s per call-s | frames/s per call (50 = perfect) | "
                   "outbound gaps > 30 ms | RSS MB (per call) | added latency in p50/p99 ms | out p50/p99 ms | "
                   "set-up p50/p99 ms | barge-in p50 ms |")

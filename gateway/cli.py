@@ -70,8 +70,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"realtime-gateway: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(config.log_level)
+    loop_factory = None
+    if config.event_loop == "uvloop":
+        try:
+            import uvloop
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            logger.warning("uvloop is not installed: using asyncio's event loop")
     try:
-        asyncio.run(serve(config, list(sys.argv[1:] if argv is None else argv)))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(config, list(sys.argv[1:] if argv is None else argv)))
     except EngineStartError as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None
