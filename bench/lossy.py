@@ -53,7 +53,7 @@ def main() -> None:
     whisper = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 2)
     reference = [w for path in WAVS for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
     print(f"reference transcript ({len(reference)} words): {' '.join(reference)}\n")
-    print(f"| loss | path | delivered / sent | decoded / FEC / concealed | held back p50 / p95 ms | WER |")
+    print("| loss | path | delivered / sent | decoded / FEC / concealed | held back p50 / p95 ms | WER |")
     print("|---|---|---|---|---|---|")
     for loss in args.loss:
         for path in ("gateway", "aiortc"):

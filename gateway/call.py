@@ -20,7 +20,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from .browser_peer import BrowserPeer, MicFactory, close_peer  # noqa: F401 - close_peer is re-exported
+from .browser_peer import BrowserPeer, MicFactory
 from .config import Config
 from .conversation import Conversation, State
 from .errors import NotFound

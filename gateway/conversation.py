@@ -10,11 +10,9 @@ how much of a reply the user heard, and what a barge-in sends upstream. The adap
 
 from __future__ import annotations
 
-import collections
 import enum
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ from .events import (
 )
 from .history import History, resumable_session
 from .playout import Playout, PlayedItem, Transition
+from .turn_timing import InputClock, TurnStats
 from .policy import PolicyError, SessionPolicy
 
 logger = logging.getLogger(__name__)
@@ -58,34 +57,6 @@ class State(enum.Enum):
     RESTORING = "restoring"      # configuration and earlier turns replayed, waiting for the acks
 
 
-@dataclass
-class TurnStats:
-    """Per-call figures for logs and metrics."""
-
-    turns: int = 0
-    latencies_s: list[float] = field(default_factory=list)  # end of user speech → first reply audio
-    interruptions: int = 0
-    barge_in_s: list[float] = field(default_factory=list)  # reply cut → first silent frame out (drained)
-
-
-class _InputClock:
-    """Maps input-buffer milliseconds (as the upstream counts them) to when we sent that audio."""
-
-    def __init__(self, horizon: int = 3000) -> None:
-        self._sent_ms = 0.0
-        self._marks: collections.deque[tuple[float, float]] = collections.deque(maxlen=horizon)
-
-    def sent(self, samples_24k: int, now: float) -> None:
-        self._sent_ms += samples_24k / 24.0
-        self._marks.append((self._sent_ms, now))
-
-    def time_of(self, audio_ms: float) -> float | None:
-        for sent_ms, when in reversed(self._marks):
-            if sent_ms <= audio_ms:
-                return when
-        return None
-
-
 class Conversation:
     """Sans-I/O gateway side of one Realtime call."""
 
@@ -107,7 +78,7 @@ class Conversation:
         self._active_response: str | None = None
         self._last_response: str = ""
         self._discarded: set[str] = set()  # responses whose late audio must not play
-        self._input_clock = _InputClock()
+        self._input_clock = InputClock()
         self._speech_ended_at: float | None = None
         self._user_speaking = False
         self.history = History()

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .call import Call, close_peer
+from .browser_peer import close_peer
+from .call import Call
 from .calls import CallRegistry, new_call_id
 from .config import Config
 from .errors import (AtCapacity, BadRequest, Forbidden, GatewayError, RateLimited, MethodNotAllowed, NotFound, PayloadTooLarge, ServerError,

@@ -12,8 +12,6 @@ import asyncio
 import json
 import time
 
-import numpy as np
-
 from gateway.outbound_codec import OpusPacketizer
 from tests.audio_tools import voiced
 from tests.peers import ClientPeer

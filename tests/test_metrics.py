@@ -6,7 +6,6 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import RunningGateway
-from .peers import ClientPeer
 from .test_call import connected, speak
 from .test_call_lifecycle import until
 
