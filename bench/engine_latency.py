@@ -2,11 +2,16 @@
 
     python bench/engine_latency.py [--turns 10] [--mode direct|gateway|both] [--llm qwen2.5-1.5b]
 
-Questions are synthesized once (Kokoro, pt-BR) and streamed in real time with the "fast" VAD
-preset (silence 200 ms). The split comes from the engine's own timing log lines: VAD wait
-(end of speech → speech_stopped), STT, LLM first piece, TTS first piece. Prints a table and the
-engine's peak RSS. Direct mode talks to the engine's WebSocket; gateway mode is a real aiortc
-peer calling the gateway, whose upstream is the same engine.
+Questions (pt-BR, synthesized once with Kokoro) are streamed in real time with the "fast" VAD
+preset (silence 200 ms). "Direct" talks to the engine's WebSocket; "gateway" is a real aiortc
+peer calling the gateway (its own process, upstream = the same engine process), as a browser
+would. The split comes from the engine's timing log (all from the end of the turn, i.e. its
+commit): VAD wait (end of speech → speech_stopped at the client), STT (commit → transcript),
+LLM first piece (LLM start → first speakable piece), TTS first chunk (that piece → its audio).
+
+Through the gateway it also checks that the media never stalls while the engine works: the
+gateway counts outbound frames sent > 30 ms after the previous one (``gateway_outbound_gaps``
+on /metrics), and the client records when each 20 ms frame arrives.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +40,7 @@ from tests.engine.client import EngineClient, silence  # noqa: E402
 QUESTIONS = [
     "Qual é a capital do Brasil?", "Quem escreveu Dom Casmurro?", "Quanto é sete vezes oito?",
     "Me dá uma dica para dormir melhor.", "Qual é o maior planeta do sistema solar?",
-    "Que horas são no Japão quando é meio-dia em Brasília?", "Como se faz um café coado?",
+    "Em que continente fica o Egito?", "Como se faz um café coado?",
     "Qual é a cor do céu em um dia limpo?", "Me fala um nome bonito para um cachorro.",
     "Quantos dias tem um ano bissexto?", "O que é fotossíntese?", "Qual é o rio mais longo do Brasil?",
 ]
@@ -42,118 +48,174 @@ FAST = VAD_PRESETS["fast"]
 
 
 def synthesize_questions(count: int) -> list[np.ndarray]:
-    from gateway.engine.models import KOKORO_INT8, default_cache_dir, materialize
+    cache = Path("/tmp/engine_latency_questions.npz")
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if len(stored.files) >= count:
+                return [stored[f"q{i}"] for i in range(count)]
+    from gateway.engine.models import default_cache_dir, packaged_kokoro
     from gateway.engine.tts import KokoroVoice
 
-    voice = KokoroVoice(materialize(KOKORO_INT8, default_cache_dir()), "jm_kumo", 2)
-    return [voice.synthesize(q) for q in (QUESTIONS * 3)[:count]]
+    voice = KokoroVoice(packaged_kokoro(default_cache_dir()), "jf_alpha", 2)
+    questions = [voice.synthesize(q) for q in (QUESTIONS * 3)[:count]]
+    np.savez(cache, **{f"q{i}": q for i, q in enumerate(questions)})
+    return questions
 
 
-def start_engine(port: int, llm: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(port), "--llm", llm],
-                               stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    import urllib.request
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args} exited with {process.returncode}")
         try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200:
-                return process
+            if urllib.request.urlopen(url, timeout=1).status == 200:
+                return time.monotonic() - started
         except OSError:
-            time.sleep(0.5)
-    raise SystemExit("engine did not start; see " + str(log))
+            time.sleep(0.2)
+    raise SystemExit(f"{url} not healthy after {timeout} s")
 
 
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def timings(log: Path) -> tuple[list[dict], list[dict]]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 10 ms
+
+
+def engine_timings(log: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     lines = [json.loads(m.group(1)) for m in re.finditer(r"timing (\{.*\})", log.read_text())]
-    return [t for t in lines if "stt_ms" in t], [t for t in lines if "response_id" in t]
+    return [t for t in lines if "stt_ms" in t], {t["response_id"]: t for t in lines if "response_id" in t}
 
 
-async def direct_turns(port: int, questions: list[np.ndarray]) -> list[dict]:
+async def paced(client: EngineClient, pcm: np.ndarray) -> float:
+    """Send ``pcm`` as 20 ms appends on a real-time clock; returns when the last one left."""
+    start = time.monotonic()
+    for index, offset in enumerate(range(0, len(pcm), 480)):
+        delay = start + index * 0.02 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await client.append(pcm[offset:offset + 480])
+    return time.monotonic()
+
+
+async def direct_turns(port: int, questions: list[np.ndarray]) -> list[dict[str, Any]]:
     client = await EngineClient.open(f"ws://127.0.0.1:{port}/v1/realtime")
     await client.wait_for("session.created")
     await client.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": FAST.to_session()}}}})
+        "turn_detection": FAST.to_session(), "transcription": {"model": "whisper-1", "language": "pt"}}}}})
     await client.wait_for("session.updated")
     results = []
     for pcm in questions:
         mark = len(client.events)
-        await client.append(silence(0.3), realtime=1)
-        end_of_speech = await client.append(pcm, realtime=1)
-        feeder = asyncio.create_task(client.append(silence(8), realtime=1))
-        stopped = await client.wait_for("input_audio_buffer.speech_stopped", after=mark)
-        first = await client.wait_for("response.output_audio.delta", after=mark, timeout=60)
-        done = await client.wait_for("response.done", after=mark, timeout=90)
-        results.append({
-            "vad_wait_ms": (client.arrivals[client.events.index(stopped)] - end_of_speech) * 1000,
-            "total_ms": (client.arrivals[client.events.index(first)] - end_of_speech) * 1000,
-            "response_id": done["response"]["id"],
-        })
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
+        await paced(client, silence(0.4))
+        end_of_speech = await paced(client, pcm)
+        feeder = asyncio.create_task(paced(client, silence(30)))
+        try:
+            stopped = await client.wait_for("input_audio_buffer.speech_stopped", after=mark)
+            first = await client.wait_for("response.output_audio.delta", after=mark, timeout=60)
+            done = await client.wait_for("response.done", after=mark, timeout=90)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+        results.append({"vad_ms": (client.arrivals[client.events.index(stopped)] - end_of_speech) * 1000,
+                        "total_ms": (client.arrivals[client.events.index(first)] - end_of_speech) * 1000,
+                        "response_id": done["response"]["id"]})
     await client.close()
     return results
 
 
-async def gateway_turns(port: int, engine_port: int, questions: list[np.ndarray]) -> list[dict]:
+async def gateway_turns(port: int, engine_port: int, questions: list[np.ndarray]) -> tuple[list[dict[str, Any]],
+                                                                                             dict[str, Any]]:
     from tests.peers import ClientPeer
 
+    class TimedPeer(ClientPeer):
+        """Also notes when each data-channel event arrived."""
+
+        arrivals: list[float] = []
+
+        def _on_message(self, message: str) -> None:
+            self.arrivals.append(time.monotonic())
+            super()._on_message(message)
+
     gateway = subprocess.Popen([sys.executable, "-m", "gateway", "--upstream", "local", "--engine-port",
-                                str(engine_port), "--port", str(port), "--vad-preset", "fast", "--host", "127.0.0.1"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                str(engine_port), "--port", str(port), "--vad-preset", "fast", "--host", "127.0.0.1",
+                                "--web-root", "", "--log-level", "WARNING"], cwd=ROOT)
     try:
-        await asyncio.sleep(3)
-        peer = ClientPeer(f"http://127.0.0.1:{port}")
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", gateway, 60)
+        peer = TimedPeer(f"http://127.0.0.1:{port}")
         await peer.connect()
         await peer.channel_open()
         await peer.wait_for("session.created", timeout=20)
+        gaps_before = _metric(port, "gateway_outbound_gaps_total")
+        cpu_before, started = cpu_seconds(gateway.pid), time.monotonic()
+        heard_from = len(peer.heard)
         results = []
         for pcm in questions:
             mark = len(peer.events)
-            end_of_speech = peer.mic.say(_to_48k(np.concatenate((silence(0.3), pcm))))
+            end_of_speech = peer.mic.say(Upsampler().process(np.concatenate((silence(0.4), pcm))))
             stopped = await peer.wait_for("input_audio_buffer.speech_stopped", after=mark, timeout=30)
-            started = await peer.wait_for("output_audio_buffer.started", after=mark, timeout=60)
+            started_event = await peer.wait_for("output_audio_buffer.started", after=mark, timeout=60)
             await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=90)
             first_heard = next((when for when, frame in peer.heard if when > end_of_speech
-                                and np.abs(frame).max() > 500), None)
-            results.append({"total_ms": (first_heard - end_of_speech) * 1000 if first_heard else float("nan"),
-                            "response_id": started["response_id"], "stopped": stopped})
+                                and np.abs(frame).max() > 500), float("nan"))
+            results.append({"vad_ms": (peer.arrivals[peer.events.index(stopped)] - end_of_speech) * 1000,
+                            "total_ms": (first_heard - end_of_speech) * 1000,
+                            "response_id": started_event["response_id"]})
             await asyncio.sleep(0.5)
+        arrivals = np.array([when for when, _ in peer.heard[heard_from:]])
+        intervals = np.diff(arrivals) * 1000
+        media = {"call_s": time.monotonic() - started, "frames": len(arrivals),
+                 "gateway_gaps": _metric(port, "gateway_outbound_gaps_total") - gaps_before,
+                 "client_max_gap_ms": float(intervals.max()), "client_p99_ms": float(np.percentile(intervals, 99)),
+                 "client_gaps_over_30ms": int((intervals > 30).sum()),
+                 "gateway_cpu_per_call_s": (cpu_seconds(gateway.pid) - cpu_before) / (time.monotonic() - started)}
         await peer.close()
-        return results
+        return results, media
     finally:
         gateway.terminate()
-        gateway.wait()
+        gateway.wait(10)
 
 
-def _to_48k(pcm24: np.ndarray) -> np.ndarray:
-    return Upsampler().process(pcm24)
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}{{[^}}]*}} ([0-9.e+]+)$", text, re.M))
 
 
-def report(title: str, results: list[dict], responses: dict[str, dict], stts: list[dict]) -> None:
-    def stat(values: list[float]) -> str:
-        values = [v for v in values if v == v]
-        if not values:
-            return "-"
-        return f"{statistics.median(values):.0f} / {np.percentile(values, 90):.0f}"
-
-    rows = {
-        "end of speech → first reply audio": [r["total_ms"] for r in results],
-        "  VAD wait (200 ms silence)": [r.get("vad_wait_ms", float("nan")) for r in results],
-        "  STT": [s["stt_ms"] for s in stts],
-        "  LLM first piece": [responses.get(r["response_id"], {}).get("llm_first_piece_ms", float("nan"))
-                              for r in results],
-        "  TTS first piece (from response start)": [
-            responses.get(r["response_id"], {}).get("tts_first_piece_ms", float("nan")) for r in results],
-    }
-    print(f"\n{title} — {len(results)} turns, median / p90 ms")
+def report(title: str, results: list[dict[str, Any]], log: Path) -> None:
+    stts, responses = engine_timings(log)
+    stt_by_turn = stts[-len(results):]
+    rows: dict[str, list[float]] = {name: [] for name in (
+        "end of speech → first reply audio", "  VAD wait (speech end → speech_stopped)", "  STT (commit → text)",
+        "  LLM first piece", "  TTS first chunk", "  engine: commit → first audio ready")}
+    for result, stt in zip(results, stt_by_turn):
+        timing = responses.get(result["response_id"], {})
+        rows["end of speech → first reply audio"].append(result["total_ms"])
+        rows["  VAD wait (speech end → speech_stopped)"].append(result["vad_ms"])
+        rows["  STT (commit → text)"].append(stt["stt_wait_ms"])
+        rows["  LLM first piece"].append(timing.get("llm_first_piece_ms", np.nan) - timing.get("llm_start_ms", np.nan))
+        rows["  TTS first chunk"].append(timing.get("tts_first_piece_ms", np.nan) - timing.get("llm_first_piece_ms",
+                                                                                             np.nan))
+        rows["  engine: commit → first audio ready"].append(timing.get("tts_first_piece_ms", np.nan))
+    print(f"\n{title}: {len(results)} turns, median / p90 (ms)")
     for name, values in rows.items():
-        print(f"| {name:<42} | {stat(values):>13} |")
+        print(f"| {name:<42} | {_stat(values):>13} |")
+    early = sum(1 for s in stt_by_turn if s.get("early"))
+    done = [responses[r["response_id"]] for r in results if r["response_id"] in responses]
+    stt_rtf = sum(s["stt_ms"] / 1000 for s in stt_by_turn) / max(1e-9, sum(s["audio_s"] for s in stt_by_turn))
+    tts_rtf = sum(t["tts_s"] for t in done) / max(1e-9, sum(t["audio_s"] for t in done))
+    tokens_per_s = [t["tokens"] / ((t["done_ms"] - t["llm_start_ms"]) / 1000) for t in done if t.get("tokens")]
+    print(f"STT served by the early transcription: {early}/{len(stt_by_turn)} turns; STT RTF {stt_rtf:.3f}; "
+          f"TTS RTF {tts_rtf:.2f}; reply tokens/s incl. TTS pauses {_stat(tokens_per_s)}")
+
+
+def _stat(values: list[float]) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.0f} / {np.percentile(values, 90):.0f}"
 
 
 async def main() -> None:
@@ -162,25 +224,29 @@ async def main() -> None:
     parser.add_argument("--mode", choices=("direct", "gateway", "both"), default="both")
     parser.add_argument("--llm", default="qwen2.5-1.5b")
     parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--engine-arg", action="append", default=[], help="extra engine flag, e.g. --engine-arg=--nice=0")
     args = parser.parse_args()
     questions = synthesize_questions(args.turns)
     log = Path("/tmp/engine_latency_engine.log")
-    engine = start_engine(args.port, args.llm, log)
+    with log.open("w") as out:
+        engine = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(args.port), "--llm", args.llm,
+                                   *args.engine_arg], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
+        ready = wait_healthy(f"http://127.0.0.1:{args.port}/healthz", engine, 900)
+        print(f"engine ready in {ready:.1f} s ({args.llm}, {' '.join(args.engine_arg) or 'default flags'})")
         if args.mode in ("direct", "both"):
-            results = await direct_turns(args.port, questions)
-            stts, responses = timings(log)
-            report(f"direct to the engine ({args.llm})", results, {r["response_id"]: r for r in responses},
-                   stts[-len(results):])
+            report("direct to the engine (WebSocket)", await direct_turns(args.port, questions), log)
         if args.mode in ("gateway", "both"):
-            results = await gateway_turns(args.port + 1, args.port, questions)
-            stts, responses = timings(log)
-            report(f"through the gateway, aiortc client ({args.llm})", results,
-                   {r["response_id"]: r for r in responses}, stts[-len(results):])
-        print(f"\nengine peak RSS: {peak_rss_mb(engine.pid):.0f} MB")
+            results, media = await gateway_turns(args.port + 1, args.port, questions)
+            report("through the gateway (aiortc client, Opus, 48 kHz)", results, log)
+            print(f"media while the engine worked: {media['frames']} frames over {media['call_s']:.0f} s; gateway "
+                  f"frames late > 30 ms: {media['gateway_gaps']:.0f}; at the client: max interval "
+                  f"{media['client_max_gap_ms']:.0f} ms, p99 {media['client_p99_ms']:.1f} ms, "
+                  f"> 30 ms: {media['client_gaps_over_30ms']}; gateway CPU {media['gateway_cpu_per_call_s']:.2f} s/s")
+        print(f"engine peak RSS: {peak_rss_mb(engine.pid):.0f} MB")
     finally:
         engine.terminate()
-        engine.wait()
+        engine.wait(10)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .metrics import GatewayMetrics
 from .opus_sdp import request_opus_fec
 from .outbound_audio import OutboundAudioTrack
 from .outbound_codec import OpusPacketizer, follow_loss_reports
+from .sdp import tidy_answer
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class BrowserPeer:
                              code="invalid_offer") from None
         self._sender = transceiver.sender
         self._audio_mid = transceiver.mid
-        return request_opus_fec(self.pc.localDescription.sdp)
+        return tidy_answer(request_opus_fec(self.pc.localDescription.sdp))
 
     async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
         """Candidates the browser trickled after its offer (``PATCH``)."""

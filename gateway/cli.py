@@ -17,6 +17,7 @@ from aiohttp import web
 from .config import Config, ConfigError, load_config
 from .engine_process import EngineProcess, EngineStartError
 from .logs import setup_logging
+from .parent_death import follow_parent
 from .signaling import STATE_KEY, create_app
 from .workers import socket_path, supervise
 
@@ -64,6 +65,7 @@ async def serve(config: Config, argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    follow_parent()  # a worker ends with its supervisor, even one killed outright
     try:
         config = load_config(argv)
     except ConfigError as exc:

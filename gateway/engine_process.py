@@ -18,6 +18,7 @@ from types import TracebackType
 import aiohttp
 
 from .config import Config
+from .parent_death import child_env
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EngineProcess:
             if await self._healthy(session):
                 logger.info("using the local engine already running at %s", self._health_url)
                 return self
-            env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+            env = child_env({**os.environ, "HF_HUB_OFFLINE": "1"})
             env.pop("OPENAI_API_KEY", None)  # the engine never needs it
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.engine",

@@ -23,6 +23,8 @@ from aiohttp import web
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from .parent_death import child_env
+
 logger = logging.getLogger(__name__)
 
 INTERNAL_HEADER = "X-Gateway-Forwarded"  # set on worker-to-worker requests (Unix socket only)
@@ -137,7 +139,7 @@ async def supervise(argv: Sequence[str], workers: int, runtime_dir: Path, stop: 
     runtime_dir.mkdir(parents=True, exist_ok=True)
     processes = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *argv, "--worker-index", str(index), "--runtime-dir", str(runtime_dir),
-        env={**os.environ, "WORKERS": "1"}) for index in range(workers)]
+        env=child_env({**os.environ, "WORKERS": "1"})) for index in range(workers)]
     logger.info("%d workers started (pids %s)", workers, ", ".join(str(p.pid) for p in processes))
     waits = [asyncio.ensure_future(p.wait()) for p in processes]
     stopping = asyncio.ensure_future(stop.wait())

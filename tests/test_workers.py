@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,23 +21,30 @@ from .test_call import speak
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-async def two_workers(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> AsyncIterator[str]:
+async def start_workers(upstream: FakeRealtimeServer, runtime_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """``python -m gateway --workers 2``, once both workers listen: (url, supervisor process)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "gateway", "--workers", "2", "--upstream", "url",
-                                "--upstream-url", fake_upstream.url, "--openai-api-key", "sk-test-upstream-key",
-                                "--host", "127.0.0.1", "--port", str(port), "--runtime-dir", str(tmp_path),
-                                "--rate-limit", "100000", "--resume-grace", "30"], cwd=ROOT)
+                                "--upstream-url", upstream.url, "--openai-api-key", "sk-test-upstream-key",
+                                "--host", "127.0.0.1", "--port", str(port), "--runtime-dir", str(runtime_dir),
+                                "--rate-limit", "100000", "--resume-grace", "30", "--shutdown-drain-timeout", "1"],
+                               cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+                if response.status == 200:
+                    break
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # both workers listening
+    return url, process
+
+
+@pytest.fixture
+async def two_workers(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> AsyncIterator[str]:
+    url, process = await start_workers(fake_upstream, tmp_path)
     try:
-        for _ in range(100):
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # both workers listening
         yield url
     finally:
         process.terminate()
@@ -77,3 +86,43 @@ async def test_resume_reaches_the_worker_holding_the_call(two_workers: str) -> N
     finally:
         await first.close()
         await second.pc.close()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_end_with_a_killed_supervisor(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> None:
+    """SIGKILL on the supervisor (OOM killer, kill -9): its workers tell their calls and exit,
+    instead of holding the port and the calls as orphans."""
+    url, process = await start_workers(fake_upstream, tmp_path)
+    workers = _children(process.pid)
+    peer = ClientPeer(url)
+    try:
+        assert len(workers) == 2
+        await peer.connect()
+        await peer.channel_open()
+        process.kill()
+        process.wait(10)
+        error = await peer.wait_for("error", timeout=10)
+        assert error["error"]["code"] == "gateway_shutting_down"
+        for _ in range(100):
+            if not any(_alive(pid) for pid in workers):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "orphaned workers still running"
+        with pytest.raises(aiohttp.ClientConnectionError):  # nobody holds the port any more
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz"):
+                pass
+    finally:
+        await peer.close()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

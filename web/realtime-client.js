@@ -1,127 +1,165 @@
-// Realtime voice client for the gateway (or any OpenAI-compatible Realtime WebRTC endpoint).
-// No build step, no dependencies: import it as an ES module.
+// Realtime voice client for the gateway, or any endpoint shaped like OpenAI's Realtime WebRTC
+// interface. An ES module with no build step and no dependencies.
 //
+//   import { RealtimeClient } from "https://gateway.example/realtime-client.js";
 //   const client = new RealtimeClient({ baseUrl: "https://gateway.example" });
 //   client.addEventListener("transcript", (e) => console.log(e.detail.role, e.detail.text));
-//   await client.connect();
+//   await client.connect();   // inside a click handler: browsers start audio on a user gesture
 //
 // Events (CustomEvent, payload in `detail`):
-//   statechange        {state}   idle | connecting | connected | closed
-//   conversationstate  {state}   idle | recording | listening | processing | playing | interrupting
-//   transcript         {role, itemId, text, delta, final, interrupted}
-//   latency            {ms}      end of user speech → first assistant audio (per turn)
-//   error              {code, message, serverMessage, serverCode, fatal}
-//   serverevent        {event}   every event from the data channel, as received
+//   statechange        {state}  idle | connecting | connected | closed
+//   conversationstate  {state}  idle | recording | listening | processing | playing | interrupting
+//   transcript         {role: "user"|"assistant", itemId, text (so far), delta, final,
+//                       interrupted (reply cut at what was heard), pending, failed, discarded}
+//   latency            {ms, startedMs, audible}  end of user speech → first audible answer
+//   error              {code (one of ERROR_CODES), message, serverCode, serverMessage, fatal}
+//   recovered          {resumed} the audio is back after a `connection_unstable` warning; `resumed`:
+//                      on a new connection to the same call (same conversation, e.g. Wi-Fi → 4G)
+//   session            {session} the session as the server reports it (created/updated)
+//   serverevent        {event}  every data-channel event, as received
 
+import { ConversationTracker } from "./conversation-tracker.js";
+import { measureTurn } from "./latency-meter.js";
+
+export { CONVERSATION_STATES } from "./conversation-tracker.js";
+
+/** Stable error codes; `fatal` errors end the call. */
 export const ERROR_CODES = Object.freeze([
-  "insecure_context", "mic_denied", "mic_missing", "gateway_unreachable", "token_rejected",
-  "call_failed", "ice_failed", "turn_rejected", "session_ended", "upstream_error",
+  // before the call: browser and device
+  "insecure_context", "unsupported_browser", "mic_denied", "mic_missing", "mic_busy",
+  // before the call: the gateway's HTTP interface
+  "gateway_unreachable", "not_authorized", "origin_forbidden", "rate_limited", "gateway_busy",
+  "token_rejected", "call_failed",
+  // the media connection
+  "ice_failed", "turn_rejected", "connection_unstable", "connection_lost",
+  // during the call
+  "session_ended", "gateway_draining", "upstream_reconnecting", "upstream_error", "event_rejected",
 ]);
 
-const PT_BR_CHARS_PER_MS = 0.014;
-const INTERNAL = "client_internal_"; // fallback speaking rate when the server cannot tell what was heard
+const HTTP_ERROR_CODES = { 403: "origin_forbidden", 429: "rate_limited", 503: "gateway_busy" };
 
 export class RealtimeClient extends EventTarget {
-  constructor({ baseUrl = "", session = null, audioElement = null, audioProcessing = true,
-                iceGatheringTimeoutMs = 1500, iceTransportPolicy = "all", fetchImpl = null } = {}) {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.baseUrl] the gateway's origin ("" = the page's own)
+   * @param {object} [options.session] session config asked for when minting the client secret
+   * @param {string | (() => Promise<string | {value: string, ice_servers?: RTCIceServer[]}>)}
+   *        [options.clientSecret] a secret minted by your backend, instead of asking the gateway
+   * @param {HTMLAudioElement} [options.audioElement] where the assistant plays (one is made if absent)
+   * @param {boolean} [options.audioProcessing] echo cancellation, noise suppression, AGC (default on)
+   * @param {MediaStream} [options.stream] use this audio instead of opening the microphone
+   * @param {number} [options.connectTimeoutMs] ICE + data channel must be up by then (default 15 s)
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] "relay" = TURN only
+   * @param {number} [options.resumeWindowMs] how long a dropped call is brought back on a new
+   *        connection (the gateway's X-Resume-Token) before giving up; 0 = never (default 25 s,
+   *        under the gateway's default 30 s RESUME_GRACE)
+   */
+  constructor({ baseUrl = "", session = null, clientSecret = null, audioElement = null, audioProcessing = true,
+                stream = null, iceGatheringTimeoutMs = 1500, connectTimeoutMs = 15000, iceTransportPolicy = "all",
+                resumeWindowMs = 25000, fetch: fetchImpl = null } = {}) {
     super();
+    Object.assign(this, { session, clientSecret, audioElement, audioProcessing, iceGatheringTimeoutMs,
+                          connectTimeoutMs, iceTransportPolicy, resumeWindowMs });
     this.baseUrl = baseUrl.replace(/\/$/, "");
-    this.session = session;
-    this.audioElement = audioElement;
-    this.audioProcessing = audioProcessing;
-    this.iceGatheringTimeoutMs = iceGatheringTimeoutMs;
-    this.iceTransportPolicy = iceTransportPolicy; // "relay": TURN only, as behind a strict firewall
-    this.fetch = fetchImpl || window.fetch.bind(window);
+    this.fetch = fetchImpl || globalThis.fetch.bind(globalThis);
     this.state = "idle";
-    this.conversationState = "idle";
     this.muted = false;
-    this._pc = null;
-    this._channel = null;
-    this._stream = null;
-    this._location = null;
-    this._items = new Map(); // assistant item id → {text, startedAt}
-    this._speechStoppedAt = null;
-    this._silenceMs = 500;
-    this._pendingLatency = false;
+    this.callUrl = null; // the call's Location, for DELETE
+    this.resumeToken = null; // the gateway's X-Resume-Token: brings this call back on a new connection
+    this._iceServers = [];
+    this._resuming = null; // the running resume (a promise), if any
+    this._givenStream = stream;
+    this._stream = this._pc = this._channel = null;
+    this._attempt = 0;
+    this._lastServerError = null;
+    this._tracker = this._newTracker();
   }
+
+  get conversationState() { return this._tracker.state; }
+  get peerConnection() { return this._pc; }
 
   // --- lifecycle ------------------------------------------------------------------------------
 
+  /** Open the call; resolves once audio and events flow. Rejects (and emits `error`) on failure. */
   async connect() {
     if (this.state === "connecting" || this.state === "connected") return;
+    const attempt = ++this._attempt;
+    const current = () => { if (attempt !== this._attempt) throw new ClientError("aborted", "Disconnected."); };
     this._setState("connecting");
+    this._tracker = this._newTracker();
+    this._lastServerError = null;
     try {
-      if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+      if (!window.isSecureContext) {
         throw new ClientError("insecure_context", "Microphone access needs https or localhost.");
       }
-      const secret = await this._mintSecret();
-      this._stream = await this._openMic();
-      const pc = (this._pc = new RTCPeerConnection({ iceServers: secret.ice_servers || [],
-                                                      iceTransportPolicy: this.iceTransportPolicy }));
-      pc.addEventListener("track", (e) => this._playRemote(e.streams[0] || new MediaStream([e.track])));
-      pc.addEventListener("connectionstatechange", () => this._onConnectionState(pc.connectionState));
-      pc.addEventListener("icecandidateerror", (e) => {
-        if (e.errorCode === 401 || e.errorCode === 438) {  // TURN refused the (expired?) credentials
-          this._emit("error", { code: "turn_rejected", message: `${e.url}: ${e.errorText}`, fatal: false });
-        }
-      });
-      for (const track of this._stream.getAudioTracks()) pc.addTrack(track, this._stream);
-      this._channel = pc.createDataChannel("oai-events");
-      this._channel.addEventListener("message", (e) => this._onServerEvent(e.data));
-      this._channel.addEventListener("close", () => {
-        if (this.state === "connected") {
-          this._fail(new ClientError("session_ended", "The gateway ended the call."));
-        }
-      });
+      if (!window.RTCPeerConnection || (!this._givenStream && !navigator.mediaDevices?.getUserMedia)) {
+        throw new ClientError("unsupported_browser", "This browser lacks WebRTC or microphone access.");
+      }
+      const secret = await this._secret();
+      current();
+      this._stream = this._givenStream || await openMicrophone(this.audioProcessing);
+      current();
+      this._stream.getAudioTracks().forEach((t) => { t.enabled = !this.muted; });
+      this._iceServers = secret.ice_servers || [];
+      const { pc, channel } = this._buildPeer();
+      [this._pc, this._channel] = [pc, channel];
       await pc.setLocalDescription(await pc.createOffer());
       await this._iceGathered(pc);
+      current();
       const answer = await this._createCall(secret.value, pc.localDescription.sdp);
+      current();
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      await whenOpen(pc, channel, this.connectTimeoutMs);
+      current();
+      this._setState("connected");
+      this._tracker.start();
     } catch (error) {
+      if (attempt !== this._attempt) throw error; // disconnect() cleaned up already
       this._fail(error);
       throw error;
     }
   }
 
+  /** Hang up: DELETE the call (survives page unload) and close the peer connection. */
   async disconnect() {
-    const location = this._location;
-    this._location = null;
+    this._attempt++;
+    const callUrl = this.callUrl;
+    this.callUrl = this.resumeToken = null;
     this._teardown();
-    if (location) {
-      try {
-        await this.fetch(this._url(location), { method: "DELETE" });
-      } catch { /* the call ends anyway when the peer connection closes */ }
-    }
     this._setState("closed");
-    this._setConversation("idle");
+    this._tracker.stop();
+    if (callUrl) {
+      try {
+        await this.fetch(callUrl, { method: "DELETE", keepalive: true });
+      } catch { /* the gateway also ends the call when the peer connection closes */ }
+    }
   }
 
   // --- controls -------------------------------------------------------------------------------
 
-  /** Stop the assistant now: cancel the response and drop the audio queued for playback. */
-  interrupt() {
-    if (this.conversationState !== "playing" && this.conversationState !== "processing") return;
-    this._setConversation("interrupting");
-    this.send({ type: "response.cancel" });
-    this.send({ type: "output_audio_buffer.clear" });
-  }
+  /** Stop the assistant now: cancel its reply and drop the audio queued for playback. */
+  interrupt() { return this._tracker.interrupt(); }
 
   setMuted(muted) {
-    this.muted = muted;
-    this._stream?.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+    this.muted = Boolean(muted);
+    this._stream?.getAudioTracks().forEach((t) => { t.enabled = !this.muted; });
   }
 
+  /** Say something by text; the assistant answers as it would to speech. */
   sendText(text) {
-    this.send({ type: "conversation.item.create",
-                item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
-    this.send({ type: "response.create" });
-    this._emit("transcript", { role: "user", itemId: null, text, delta: text, final: true });
+    const item = { type: "message", role: "user", content: [{ type: "input_text", text }] };
+    if (!this._tracker.sendUser({ type: "conversation.item.create", item })) return false;
+    this._tracker.expectResponse();
+    this._tracker.sendUser({ type: "response.create" });
+    this._emit("transcript", { role: "user", itemId: null, text, delta: text, final: true, interrupted: false });
+    return true;
   }
 
   updateSession(session) {
-    this.send({ type: "session.update", session: { type: "realtime", ...session } });
+    return this._tracker.sendUser({ type: "session.update", session: { type: "realtime", ...session } });
   }
 
+  /** Send any client event on the data channel; false when the channel is not open. */
   send(event) {
     if (this._channel?.readyState !== "open") return false;
     this._channel.send(JSON.stringify(event));
@@ -130,9 +168,7 @@ export class RealtimeClient extends EventTarget {
 
   // --- signaling ------------------------------------------------------------------------------
 
-  _url(path) {
-    return path.startsWith("http") ? path : `${this.baseUrl}${path}`;
-  }
+  _url(path) { return /^https?:/.test(path) ? path : `${this.baseUrl || location.origin}${path}`; }
 
   async _request(path, init) {
     try {
@@ -142,11 +178,15 @@ export class RealtimeClient extends EventTarget {
     }
   }
 
-  async _mintSecret() {
+  async _secret() {
+    if (this.clientSecret) {
+      const given = typeof this.clientSecret === "function" ? await this.clientSecret() : this.clientSecret;
+      return typeof given === "string" ? { value: given, ice_servers: [] } : given;
+    }
     const body = this.session ? { session: { type: "realtime", ...this.session } } : {};
     const response = await this._request("/v1/realtime/client_secrets", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    if (!response.ok) throw await errorFrom(response, "call_failed");
+    if (!response.ok) throw await errorFrom(response, response.status === 401 ? "not_authorized" : "call_failed");
     return response.json();
   }
 
@@ -154,24 +194,35 @@ export class RealtimeClient extends EventTarget {
     const response = await this._request("/v1/realtime/calls", {
       method: "POST", body: sdp,
       headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${secret}` } });
-    if (!response.ok) {
-      throw await errorFrom(response, response.status === 401 ? "token_rejected" : "call_failed");
-    }
-    this._location = response.headers.get("Location");
+    if (!response.ok) throw await errorFrom(response, response.status === 401 ? "token_rejected" : "call_failed");
+    const location = response.headers.get("Location");
+    this.callUrl = location ? this._url(location) : null;
+    this.resumeToken = response.headers.get("X-Resume-Token");
     return response.text();
   }
 
-  async _openMic() {
-    try {
-      return await navigator.mediaDevices.getUserMedia({ audio: {
-        echoCancellation: this.audioProcessing, noiseSuppression: this.audioProcessing,
-        autoGainControl: this.audioProcessing } });
-    } catch (error) {
-      if (error.name === "NotAllowedError" || error.name === "SecurityError") {
-        throw new ClientError("mic_denied", "Microphone permission was denied.");
+  /** A peer connection with the mic track and the event channel; the caller makes it current. */
+  _buildPeer() {
+    const pc = new RTCPeerConnection({ iceServers: this._iceServers, iceTransportPolicy: this.iceTransportPolicy });
+    pc.addEventListener("track", (e) => {
+      if (pc === this._pc || this._resuming) this._playRemote(e.streams[0] || new MediaStream([e.track]));
+    });
+    pc.addEventListener("connectionstatechange", () => this._onConnectionState(pc));
+    pc.addEventListener("icecandidateerror", (e) => {
+      if (e.errorCode === 401 || e.errorCode === 438) { // TURN refused the (expired?) credentials
+        this._emit("error", { code: "turn_rejected", message: `${e.url}: ${e.errorText}`, fatal: false });
       }
-      throw new ClientError("mic_missing", `No usable microphone: ${error.message}`);
-    }
+    });
+    for (const track of this._stream.getAudioTracks()) pc.addTrack(track, this._stream);
+    const channel = pc.createDataChannel("oai-events");
+    channel.addEventListener("message", (e) => this._onMessage(e.data));
+    channel.addEventListener("close", () => {
+      if (channel !== this._channel || this.state !== "connected") return;
+      const error = this._endedError(pc);
+      if (error.code === "connection_lost") this._connectionLost(pc);
+      else this._fail(error);
+    });
+    return { pc, channel };
   }
 
   _iceGathered(pc) {
@@ -184,6 +235,108 @@ export class RealtimeClient extends EventTarget {
     });
   }
 
+  /** During a call: a path that wavers gets a warning, one that stays down a new connection. */
+  _onConnectionState(pc) {
+    if (pc !== this._pc || this.state !== "connected" || this._resuming) return;
+    const state = pc.connectionState;
+    clearTimeout(this._lostTimer);
+    if (state === "disconnected") {
+      // Often a hiccup that ICE rides out; if not, the network changed under us: resume soon.
+      this._unstable = true;
+      this._emit("error", { code: "connection_unstable", message: "The connection is unstable.", fatal: false });
+      this._lostTimer = setTimeout(() => this._connectionLost(pc), this._canResume() ? 1500 : 5000);
+    } else if (state === "connected" && this._unstable) {
+      this._unstable = false;
+      this._emit("recovered", { resumed: false });
+    } else if (state === "failed") {
+      this._connectionLost(pc);
+    } else if (state === "closed") {
+      this._fail(this._endedError(pc));
+    }
+  }
+
+  _canResume() { return Boolean(this.resumeToken) && this.resumeWindowMs > 0; }
+
+  /** The path to the gateway is gone (not the call): bring the call back, or report the loss. */
+  _connectionLost(pc) {
+    if (pc !== this._pc || this.state !== "connected" || this._resuming) return;
+    if (pc.connectionState === "connected" && this._channel?.readyState === "open") return;
+    if (this._canResume()) this._resume();
+    else this._fail(new ClientError("connection_lost", "The connection to the gateway was lost."));
+  }
+
+  /** Offer a new connection with the resume token until one is up or the window closes. The
+   *  conversation (transcript, state) carries on: only the peer connection is replaced. */
+  _resume() {
+    const attempt = this._attempt;
+    const deadline = performance.now() + this.resumeWindowMs;
+    this._unstable = true;
+    this._resuming = (async () => {
+      let pause = 250;
+      let lastError = null;
+      while (attempt === this._attempt && performance.now() < deadline) {
+        try {
+          await this._reconnect(attempt, deadline);
+          if (attempt !== this._attempt) return;
+          this._unstable = false;
+          this._emit("recovered", { resumed: true });
+          return;
+        } catch (error) {
+          lastError = error;
+          if (error.refused) break; // the gateway has let the call go
+          await new Promise((resolve) => setTimeout(resolve, pause));
+          pause = Math.min(pause * 2, 2000);
+        }
+      }
+      if (attempt !== this._attempt) return;
+      const error = new ClientError("connection_lost", "The connection to the gateway was lost and could not be resumed.");
+      error.server = lastError?.server;
+      this._resuming = null;
+      this._fail(error);
+    })().finally(() => { if (attempt === this._attempt) this._resuming = null; });
+  }
+
+  async _reconnect(attempt, deadline) {
+    const { pc, channel } = this._buildPeer();
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await this._iceGathered(pc);
+      if (attempt !== this._attempt) throw new ClientError("aborted", "Disconnected.");
+      const response = await this._request("/v1/realtime/calls", {
+        method: "POST", body: pc.localDescription.sdp,
+        headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${this.resumeToken}` } });
+      if (!response.ok) {
+        const error = await errorFrom(response, "connection_lost");
+        error.refused = response.status === 404 || response.status === 401;
+        throw error;
+      }
+      this.resumeToken = response.headers.get("X-Resume-Token") || this.resumeToken;
+      await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+      await whenOpen(pc, channel, Math.max(1000, Math.min(this.connectTimeoutMs, deadline - performance.now())));
+      if (attempt !== this._attempt) throw new ClientError("aborted", "Disconnected.");
+    } catch (error) {
+      pc.close();
+      throw error;
+    }
+    const [oldPc, oldChannel] = [this._pc, this._channel];
+    [this._pc, this._channel] = [pc, channel];
+    oldChannel?.close();
+    oldPc?.close();
+  }
+
+  /** The call went away under us: the server hung up (usually saying why just before), or the
+   *  network did. */
+  _endedError(pc) {
+    const server = this._lastServerError && performance.now() - this._lastServerError.at < 5000
+      ? this._lastServerError.error : null;
+    if (!server && pc.connectionState !== "connected") {
+      return new ClientError("connection_lost", "The connection to the gateway was lost.");
+    }
+    const error = new ClientError("session_ended", "The gateway ended the call.");
+    error.server = server;
+    return error;
+  }
+
   _playRemote(stream) {
     if (!this.audioElement) {
       this.audioElement = document.createElement("audio");
@@ -193,58 +346,50 @@ export class RealtimeClient extends EventTarget {
     this.audioElement.play?.().catch(() => { /* started again by the next user gesture */ });
   }
 
-  _onConnectionState(state) {
-    if (state === "connected") {
-      this._setState("connected");
-      this._setConversation("recording");
-    } else if (state === "failed") {
-      this._fail(new ClientError("ice_failed", "The audio connection could not be established."));
-    } else if (state === "disconnected") {
-      // Often transient (a network hiccup): give ICE a moment to recover before giving up.
-      clearTimeout(this._disconnectTimer);
-      this._disconnectTimer = setTimeout(() => {
-        if (this._pc?.connectionState === "disconnected") {
-          this._fail(new ClientError("session_ended", "The connection to the gateway was lost."));
-        }
-      }, 4000);
-    } else if (state === "closed" && this.state === "connected") {
-      this._fail(new ClientError("session_ended", "The call was closed."));
-    }
-  }
-
   _fail(error) {
-    const code = error.code || "call_failed";
-    // A session the server ended usually said why just before: pass that reason on.
-    const serverMessage = code === "session_ended" ? this._lastServerError : undefined;
+    const code = ERROR_CODES.includes(error.code) ? error.code : "call_failed";
+    this._attempt++;
+    const callUrl = this.callUrl;
+    this.callUrl = this.resumeToken = null;
     this._teardown();
+    if (callUrl && code !== "session_ended") this.fetch(callUrl, { method: "DELETE", keepalive: true }).catch(() => {});
     this._setState("closed");
-    this._setConversation("idle");
-    this._emit("error", { code, message: error.message, serverMessage, fatal: true });
+    this._tracker.stop();
+    this._emit("error", { code, message: error.message, serverCode: error.server?.code,
+                          serverMessage: error.server?.message, fatal: true });
   }
 
   _teardown() {
-    clearTimeout(this._disconnectTimer);
+    clearTimeout(this._lostTimer);
     const channel = this._channel;
     this._channel = null; // its close event is ours, not the gateway's
     channel?.close();
     this._pc?.close();
-    this._stream?.getTracks().forEach((t) => t.stop());
+    if (this._stream !== this._givenStream) this._stream?.getTracks().forEach((t) => t.stop());
     this._pc = this._stream = null;
   }
 
   // --- server events --------------------------------------------------------------------------
 
-  _onServerEvent(data) {
-    let event;
-    try { event = JSON.parse(data); } catch { return; }
-    this._emit("serverevent", { event });
-    const handler = HANDLERS[event.type];
-    if (handler) handler.call(this, event);
+  _newTracker() {
+    return new ConversationTracker({ send: (event) => this.send(event), emit: (type, detail) => {
+      if (type === "turnaudio") this._measureLatency(detail);
+      else this._emit(type, detail);
+    } });
   }
 
-  _assistant(itemId) {
-    if (!this._items.has(itemId)) this._items.set(itemId, { text: "", interrupted: false });
-    return this._items.get(itemId);
+  _onMessage(data) {
+    let event;
+    try { event = JSON.parse(data); } catch { return; }
+    if (event?.type === "error") this._lastServerError = { error: event.error || {}, at: performance.now() };
+    this._emit("serverevent", { event });
+    this._tracker.handle(event);
+  }
+
+  async _measureLatency(turn) {
+    const pc = this._pc;
+    const result = await measureTurn(() => (pc === this._pc ? pc : null), turn);
+    if (pc === this._pc) this._emit("latency", result);
   }
 
   _setState(state) {
@@ -253,121 +398,63 @@ export class RealtimeClient extends EventTarget {
     this._emit("statechange", { state });
   }
 
-  _setConversation(state) {
-    if (this.conversationState === state) return;
-    this.conversationState = state;
-    this._emit("conversationstate", { state });
-  }
+  _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+}
 
-  _emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+/** Resolves once ICE is connected and the event channel is open; `ice_failed` otherwise. */
+function whenOpen(pc, channel, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const settle = (error) => {
+      clearTimeout(timer);
+      pc.removeEventListener("connectionstatechange", check);
+      channel.removeEventListener("open", check);
+      channel.removeEventListener("close", check);
+      if (error) reject(error); else resolve();
+    };
+    const check = () => {
+      if (pc.connectionState === "connected" && channel.readyState === "open") settle();
+      else if (["failed", "closed"].includes(pc.connectionState) || channel.readyState === "closed") {
+        settle(new ClientError("ice_failed", "The audio connection could not be established."));
+      }
+    };
+    const timer = setTimeout(() => settle(new ClientError("ice_failed", "The audio connection did not come up in time.")),
+                             timeoutMs);
+    pc.addEventListener("connectionstatechange", check);
+    channel.addEventListener("open", check);
+    channel.addEventListener("close", check);
+    check();
+  });
+}
+
+async function openMicrophone(processing) {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: {
+      echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing } });
+  } catch (error) {
+    if (error.name === "NotAllowedError" || error.name === "SecurityError") {
+      throw new ClientError("mic_denied", "Microphone permission was denied.");
+    }
+    if (error.name === "NotReadableError" || error.name === "AbortError") {
+      throw new ClientError("mic_busy", `The microphone could not be opened: ${error.message}`);
+    }
+    throw new ClientError("mic_missing", `No usable microphone: ${error.message}`);
   }
 }
 
-const HANDLERS = {
-  "session.created"(event) { this._silenceFrom(event.session); },
-  "session.updated"(event) { this._silenceFrom(event.session); },
-  "input_audio_buffer.speech_started"() {
-    this._setConversation(this.conversationState === "playing" ? "interrupting" : "listening");
-  },
-  "input_audio_buffer.speech_stopped"() {
-    this._speechStoppedAt = performance.now() - this._silenceMs; // speech ended one silence earlier
-    this._pendingLatency = true;
-    this._setConversation("processing");
-  },
-  "response.created"() {
-    if (this.conversationState !== "playing") this._setConversation("processing");
-  },
-  "conversation.item.input_audio_transcription.delta"(event) {
-    this._emit("transcript", { role: "user", itemId: event.item_id, delta: event.delta, text: null, final: false });
-  },
-  "conversation.item.input_audio_transcription.completed"(event) {
-    this._emit("transcript", { role: "user", itemId: event.item_id, text: event.transcript, final: true });
-  },
-  "response.output_audio_transcript.delta"(event) { this._assistantDelta(event); },
-  "response.output_text.delta"(event) { this._assistantDelta(event); },
-  "response.output_audio_transcript.done"(event) { this._assistantDone(event.item_id, event.transcript); },
-  "response.output_text.done"(event) { this._assistantDone(event.item_id, event.text); },
-  "output_audio_buffer.started"() {
-    if (this._pendingLatency && this._speechStoppedAt !== null) {
-      this._emit("latency", { ms: Math.max(0, Math.round(performance.now() - this._speechStoppedAt)) });
-    }
-    this._pendingLatency = false;
-    this._setConversation("playing");
-  },
-  "output_audio_buffer.stopped"() { this._setConversation("recording"); },
-  "output_audio_buffer.cleared"() { this._setConversation("recording"); },
-  "conversation.item.truncated"(event) {
-    const item = this._assistant(event.item_id);
-    item.interrupted = true;
-    item.heardChars = Math.round(event.audio_end_ms * PT_BR_CHARS_PER_MS);
-    // The server may know exactly what was heard (the local engine keeps the cut text).
-    this.send({ type: "conversation.item.retrieve", item_id: event.item_id, event_id: `${INTERNAL}retrieve` });
-    this._emitInterrupted(event.item_id);
-  },
-  "conversation.item.retrieved"(event) {
-    const item = this._items.get(event.item.id);
-    const heard = event.item.content?.[0]?.transcript;
-    if (item?.interrupted && typeof heard === "string" && heard.length) {
-      item.heardText = heard;
-      this._emitInterrupted(event.item.id);
-    }
-  },
-  error(event) {
-    const error = event.error || {};
-    if (error.event_id?.startsWith(INTERNAL)) return; // our own bookkeeping, not the user's concern
-    this._lastServerError = error.message;
-    this._emit("error", { code: "upstream_error", message: error.message || "Upstream error",
-                          serverMessage: error.message, serverCode: error.code, fatal: false });
-  },
-};
-
-Object.assign(RealtimeClient.prototype, {
-  _silenceFrom(session) {
-    const ms = session?.audio?.input?.turn_detection?.silence_duration_ms;
-    if (typeof ms === "number") this._silenceMs = ms;
-  },
-  _assistantDelta(event) {
-    const item = this._assistant(event.item_id);
-    item.text += event.delta;
-    this._emit("transcript", { role: "assistant", itemId: event.item_id, delta: event.delta, text: item.text,
-                               final: false });
-  },
-  _assistantDone(itemId, text) {
-    const item = this._assistant(itemId);
-    if (item.interrupted) {
-      this._emitInterrupted(itemId);
-      return;
-    }
-    item.text = text ?? item.text;
-    this._emit("transcript", { role: "assistant", itemId, text: item.text, final: true, interrupted: false });
-  },
-  /** An interrupted reply, cut at what was heard: the server's truncated text, else an estimate. */
-  _emitInterrupted(itemId) {
-    const item = this._items.get(itemId);
-    const text = item.heardText ?? cutAtWord(item.text, item.heardChars);
-    this._emit("transcript", { role: "assistant", itemId, text, final: true, interrupted: true });
-  },
-});
-
-function cutAtWord(text, chars) {
-  if (text.length <= chars) return text;
-  const cut = text.lastIndexOf(" ", chars);
-  return `${text.slice(0, cut > 0 ? cut : chars)}…`;
-}
-
-class ClientError extends Error {
+export class ClientError extends Error {
   constructor(code, message) {
     super(message);
+    this.name = "ClientError";
     this.code = code;
   }
 }
 
-async function errorFrom(response, code) {
-  let message = `HTTP ${response.status}`;
+async function errorFrom(response, fallback) {
+  let server = { code: null, message: `HTTP ${response.status}` };
   try {
-    const body = await response.json();
-    message = body.error?.message || message;
+    server = { ...server, ...(await response.json()).error };
   } catch { /* not JSON */ }
-  return new ClientError(code, message);
+  const error = new ClientError(HTTP_ERROR_CODES[response.status] || fallback, server.message);
+  error.server = server;
+  return error;
 }

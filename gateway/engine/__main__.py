@@ -11,10 +11,12 @@ import logging
 import os
 import sys
 
+from ..parent_death import follow_parent
 from .config import EngineConfigError, load_engine_config
 
 
 def main() -> None:
+    follow_parent()  # the engine ends with the gateway that started it, even one killed outright
     try:
         config = load_engine_config()
     except EngineConfigError as exc:

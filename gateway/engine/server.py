@@ -16,8 +16,9 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
@@ -30,7 +31,8 @@ from ..events import ProtocolError, decode_audio, dumps, error_event, loads, ser
 from .config import EngineConfig
 from .llm import SPOKEN_STYLE, ReplyGenerator
 from .models import ModelError, choose_models
-from .session import Cancel, EngineSession, Respond, Transcribe
+from .commands import Cancel, Respond, Transcribe
+from .session import EngineSession
 from .speech_text import SentenceSplitter, speakable
 from .stt import Transcriber
 from .tts import EspeakVoice, KokoroVoice
@@ -38,6 +40,7 @@ from .vad import SpeechProbability
 from .workers import Workers
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,6 +82,12 @@ class _Timing:
     def mark(self, name: str) -> None:
         if name not in self.marks:
             self.marks[name] = round((time.monotonic() - self.started) * 1000, 1)
+
+
+def _timed(job: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """``job(*args)`` and the seconds it took (for the timing log the bench reads)."""
+    started = time.perf_counter()
+    return job(*args), time.perf_counter() - started
 
 
 class SessionRunner:
@@ -168,17 +177,21 @@ class SessionRunner:
         """The user paused: transcribe now, so if the pause ends the turn the text is (nearly) ready."""
         if self._early is not None:
             self._early[1].cancel()
-        task = asyncio.create_task(self._workers.stt(self._models.transcriber.transcribe, command.pcm,
+        task = asyncio.create_task(self._workers.stt(_timed, self._models.transcriber.transcribe, command.pcm,
                                                      command.language))
         self._early = (command.audio_key, task)
 
-    async def _transcription(self, command: Transcribe) -> tuple[str, bool]:
+    async def _transcription(self, command: Transcribe) -> tuple[str, float, bool]:
+        """The turn's text, the seconds Whisper took, and whether the early transcription served."""
         early, self._early = self._early, None
         if early is not None and early[0] == command.audio_key and not early[1].cancelled():
-            return await early[1], True
+            text, seconds = await early[1]
+            return text, seconds, True
         if early is not None:
             early[1].cancel()
-        return await self._workers.stt(self._models.transcriber.transcribe, command.pcm, command.language), False
+        text, seconds = await self._workers.stt(_timed, self._models.transcriber.transcribe, command.pcm,
+                                                command.language)
+        return text, seconds, False
 
     async def _work_through_commands(self) -> None:
         """Transcriptions and responses in order: a reply is generated after the turn it answers."""
@@ -186,10 +199,10 @@ class SessionRunner:
             command = await self._work.get()
             if isinstance(command, Transcribe):
                 started = time.monotonic()
-                text, early = await self._transcription(command)
+                text, seconds, early = await self._transcription(command)
                 logger.info("timing %s", json.dumps({
                     "item_id": command.item_id, "audio_s": round(len(command.pcm) / 24000, 3), "early": early,
-                    "stt_wait_ms": round((time.monotonic() - started) * 1000, 1)}))
+                    "stt_ms": round(seconds * 1000, 1), "stt_wait_ms": round((time.monotonic() - started) * 1000, 1)}))
                 await self._flush_after(self.session.transcribed, command.item_id, text, len(command.pcm) / 24000)
             elif self.session.response is not None and self.session.response.id == command.response_id:
                 await self._respond(command)
@@ -206,7 +219,10 @@ class SessionRunner:
         timing = _Timing(self._committed_at.pop(command.response_id, time.monotonic()))
         timing.mark("llm_start_ms")
 
+        totals = {"tokens": 0, "tts_s": 0.0, "audio_s": 0.0}
+
         def on_text(text: str) -> None:
+            totals["tokens"] += 1
             loop.call_soon_threadsafe(texts.put_nowait, text)
 
         async def generate() -> None:
@@ -227,8 +243,10 @@ class SessionRunner:
                     timing.mark("llm_first_piece_ms")
                     pcm = None
                     if command.audio:
-                        pcm = await self._workers.tts(self._models.voice.synthesize, speakable(piece), command.voice,
-                                                      command.speed)
+                        pcm, seconds = await self._workers.tts(_timed, self._models.voice.synthesize,
+                                                               speakable(piece), command.voice, command.speed)
+                        totals["tts_s"] += seconds
+                        totals["audio_s"] += len(pcm) / 24000
                     timing.mark("tts_first_piece_ms")
                     await self._flush_after(self.session.response_piece, command.response_id, piece, pcm)
                 if text is None:
@@ -242,7 +260,9 @@ class SessionRunner:
         finally:
             stop.set()
             del self._stop_generation[command.response_id]
-            logger.info("timing %s", json.dumps({"response_id": command.response_id, **timing.marks}))
+            timing.mark("done_ms")
+            logger.info("timing %s", json.dumps({"response_id": command.response_id, **timing.marks,
+                                                 **{k: round(v, 3) for k, v in totals.items()}}))
 
 
 class EngineServer:

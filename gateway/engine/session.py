@@ -16,43 +16,13 @@ import numpy as np
 
 from ..events import Event, error_event, new_id, server_event
 from ..policy import merge_session
+from .commands import Cancel, Command, Respond, Transcribe
 from .conversation import Conversation, Item, Piece
 from .llm import SPOKEN_STYLE
-from .vad import TAIL_MS, TurnDetector, TurnEvent
+from .vad import TAIL_MS, TurnDetector, TurnEvent, detector_for
 
 RATE = 24000
 MIN_COMMIT_MS = 100
-
-
-@dataclass(frozen=True)
-class Transcribe:
-    """Transcribe a committed turn, or (``item_id`` None) start early on a turn that may go on.
-    The same ``audio_key`` means the same audio: the early result answers the commit."""
-
-    item_id: str | None
-    pcm: np.ndarray
-    language: str | None
-    audio_key: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Respond:
-    """Generate a reply; the prompt is built when it runs, after earlier turns are transcribed."""
-
-    response_id: str
-    instructions: str
-    audio: bool
-    voice: str | None = None
-    speed: float = 1.0
-    max_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Cancel:
-    response_id: str
-
-
-Command = Transcribe | Respond | Cancel
 
 
 @dataclass
@@ -105,7 +75,7 @@ class EngineSession:
         return self.session["audio"]["input"].get("turn_detection")
 
     def _configure_vad(self) -> None:
-        self._detector = _detector_for(self.session)
+        self._detector = detector_for(self.session)
 
     def instructions(self) -> str:
         return f"{self.session.get('instructions') or ''}\n{SPOKEN_STYLE}".strip()
@@ -138,7 +108,7 @@ class EngineSession:
         turn_detection_changed = "turn_detection" in ((update.get("audio") or {}).get("input") or {})
         if turn_detection_changed:  # replaced as a whole, like OpenAI does
             merged["audio"]["input"]["turn_detection"] = update["audio"]["input"]["turn_detection"]
-            detector = _detector_for(merged)  # a bad value raises here, before anything changes
+            detector = detector_for(merged)  # a bad value raises here, before anything changes
         self.session = merged
         if turn_detection_changed:
             self._detector = detector
@@ -375,22 +345,6 @@ class EngineSession:
         self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
         self._send("response.done", response={"id": response.id, "object": "realtime.response", "status": status,
                                               "output": [item.to_json()]})
-
-
-def _detector_for(session: dict[str, Any]) -> TurnDetector | None:
-    td = session["audio"]["input"].get("turn_detection")
-    if not td:
-        return None
-    if not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad"):
-        raise ValueError("turn_detection must be null or an object of type server_vad or semantic_vad")
-    # semantic_vad has no explicit silence: its eagerness picks one (OpenAI's own max timeouts are longer).
-    eagerness = {"low": 1200, "medium": 800, "high": 500, "auto": 800}.get(td.get("eagerness", "auto"), 800)
-    threshold = float(td.get("threshold", 0.5))
-    silence = int(td.get("silence_duration_ms", 500 if td["type"] == "server_vad" else eagerness))
-    padding = int(td.get("prefix_padding_ms", 300))
-    if not 0.0 <= threshold <= 1.0 or silence < 0 or padding < 0:
-        raise ValueError("threshold must be 0-1, silence_duration_ms and prefix_padding_ms >= 0")
-    return TurnDetector(threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence)
 
 
 _HANDLERS = {

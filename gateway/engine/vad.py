@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import soxr
@@ -101,3 +102,20 @@ class SpeechProbability:
             self._consumed_ms += WINDOW_MS
             out.append((self._vad.process(memoryview(window.data)), self._consumed_ms))
         return out
+
+
+def detector_for(session: dict[str, Any]) -> TurnDetector | None:
+    """The turn detector a session's ``turn_detection`` asks for (None = manual commits); a bad value raises."""
+    td = session["audio"]["input"].get("turn_detection")
+    if not td:
+        return None
+    if not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad"):
+        raise ValueError("turn_detection must be null or an object of type server_vad or semantic_vad")
+    # semantic_vad has no explicit silence: its eagerness picks one (OpenAI's own max timeouts are longer).
+    eagerness = {"low": 1200, "medium": 800, "high": 500, "auto": 800}.get(td.get("eagerness", "auto"), 800)
+    threshold = float(td.get("threshold", 0.5))
+    silence = int(td.get("silence_duration_ms", 500 if td["type"] == "server_vad" else eagerness))
+    padding = int(td.get("prefix_padding_ms", 300))
+    if not 0.0 <= threshold <= 1.0 or silence < 0 or padding < 0:
+        raise ValueError("threshold must be 0-1, silence_duration_ms and prefix_padding_ms >= 0")
+    return TurnDetector(threshold=threshold, prefix_padding_ms=padding, silence_duration_ms=silence)

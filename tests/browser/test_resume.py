@@ -1,0 +1,102 @@
+"""A call whose network path dies comes back on its own: the module resumes it with the
+gateway's resume token on a new connection, and the conversation simply goes on.
+
+The outage is real: nftables drops every UDP packet to and from the gateway's media ports (the
+ones in its SDP answer), as when a phone leaves Wi-Fi. Nothing is faked on either side; the
+browser notices the dead path through its own ICE checks and the gateway through its liveness
+watch. Needs root and ``nft`` (scripts/setup_net.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ..conftest import GatewayFactory
+from ..fake_upstream import FakeRealtimeServer
+from .conftest import WEB, open_page, say, screenshot, state_of, until, wait_state
+
+pytestmark = pytest.mark.browser
+
+TABLE = "inet browser_resume_test"
+
+
+def answer_ports(sdp: str) -> set[int]:
+    """The gateway's media ports: the port of every candidate in its answer."""
+    return {int(m.group(1)) for m in re.finditer(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) ", sdp, re.M | re.I)}
+
+
+@contextmanager
+def udp_blackhole(ports: set[int]) -> Iterator[None]:
+    """Drop all UDP to and from ``ports`` on this host (both directions, every interface)."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.fail("this test needs root and nft: run scripts/setup_net.sh as root")
+    listed = ", ".join(str(p) for p in sorted(ports))
+    script = (f"add table {TABLE}\n"
+              f"add chain {TABLE} input {{ type filter hook input priority -10 ; policy accept ; }}\n"
+              f"add rule {TABLE} input udp dport {{ {listed} }} counter drop\n"
+              f"add rule {TABLE} input udp sport {{ {listed} }} counter drop\n")
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", *TABLE.split()], check=False)
+
+
+async def test_a_dead_network_path_is_resumed_with_the_same_conversation(make_gateway: GatewayFactory,
+                                                                         fake_upstream: FakeRealtimeServer,
+                                                                         launch) -> None:
+    gateway = await make_gateway(web_root=WEB)
+    browser = await launch()
+    _, page = await open_page(browser, gateway.url, mic=True)
+    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
+        await page.click("#main-button")
+    answer = await (await created.value).text()
+    await wait_state(page, "recording")
+    await page.evaluate("""() => {
+        window.recoveries = [];
+        window.realtimePage.client.addEventListener('recovered', (e) => window.recoveries.push(e.detail));
+    }""")
+
+    await say(page, "pt_br_capital_brasil")
+    await wait_state(page, "playing", timeout=20)
+    await wait_state(page, "recording", timeout=20)
+    (call,) = gateway.state.calls._calls.values()
+
+    with udp_blackhole(answer_ports(answer)):
+        # The browser warns, then offers a new connection with its resume token (to new ports).
+        await page.wait_for_function("window.recoveries.some((r) => r.resumed)", timeout=25_000)
+    assert call.resumes == 1 and not call.ended
+    assert len(gateway.state.calls) == 1 and len(fake_upstream.sessions) == 1  # same call, same upstream session
+    assert await state_of(page) == "recording"
+    assert not await page.locator("#messages .message").count()  # the "unstable" warning is gone
+    assert await page.is_hidden("#reconnect")
+
+    # The conversation goes on over the new connection: the user is heard, the answer plays.
+    await say(page, "pt_br_capital_brasil")
+    await wait_state(page, "playing", timeout=20)
+    await until(lambda: fake_upstream.sessions[0].turns >= 2, timeout=10)
+    assert await page.locator("#transcript .turn.user").count() >= 2
+    await screenshot(page, "desktop-resumed")
+
+
+async def test_a_call_that_cannot_come_back_says_so(make_gateway: GatewayFactory, launch) -> None:
+    """The gateway let the call go (no resume within its grace): the page reports the loss."""
+    gateway = await make_gateway(web_root=WEB, resume_grace_s=0.0)
+    browser = await launch()
+    _, page = await open_page(browser, gateway.url, mic=True)
+    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
+        await page.click("#main-button")
+    answer = await (await created.value).text()
+    await wait_state(page, "recording")
+    with udp_blackhole(answer_ports(answer)):
+        await page.wait_for_selector('#messages .message[data-code="connection_lost"]', timeout=30_000)
+    assert await state_of(page) == "idle"
+    assert await page.is_visible("#reconnect")
+    await until(lambda: len(gateway.state.calls) == 0, timeout=10)
