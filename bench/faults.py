@@ -1,11 +1,15 @@
-"""Figures for calls that survive: dead-peer detection, upstream reconnect gap, and a soak.
+"""Figures for calls that survive: dead-peer detection, upstream reconnect gap, resume after an
+outage, and a soak.
 
-    python bench/faults.py [--vanish 20] [--drops 10] [--soak 1000]
+    python bench/faults.py [--vanish 20] [--drops 10] [--outages 5] [--soak 1000]   (root: namespaces)
 
 * Dead-peer detection: calls whose browser vanishes without a word (no DTLS close, no BYE);
   time from the last packet sent to the gateway ending the call (RESUME_GRACE=0), p50 / max.
 * Upstream reconnect gap: the upstream is killed mid-call; the time until the replacement session
   is configured and restored (the client's ``session.updated``), p50 / max.
+* Resume after an outage: the netbed (network namespaces, tests/netbed) cuts a call's path for
+  5 s; the time from the network's return to the client's call running again on a new
+  connection with its resume token (tests/resume_client.py), p50 / max.
 * Soak: N short calls against one gateway process (half hung up with DELETE, half just closed,
   one in ten vanishing); the gateway's RSS, open fds and threads before and after (after the
   warm-up call, so first-call allocations do not count as growth).
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,12 +155,40 @@ async def soak(fake: FakeRealtimeServer, calls: int) -> tuple[tuple[float, int, 
         process.wait(30)
 
 
+def resume_after_outages(count: int, outage_s: float = 5.0) -> list[float]:
+    """Seconds from the end of a ``outage_s`` network cut to the call running again."""
+    from tests.netbed import NetBed
+
+    times = []
+    for index in range(count):
+        with tempfile.TemporaryDirectory() as results, NetBed(seed=index) as bed:
+            bed.set_delay(30, jitter_ms=5)
+            server = bed.python(bed.server, "tests.netbed.serve_gateway", "--host", bed.server.address,
+                                "--results", results)
+            url = json.loads(server.wait_for_line(r'^\{"url"', timeout=60).string)["url"]
+            client = bed.python(bed.client, "tests.resume_client", "--url", url)
+            client.wait_for_line('"answered"', timeout=60)
+            bed.cut(outage_s)
+            restored = time.monotonic()
+            if client.wait(60) != 0:
+                raise RuntimeError(f"the call was not resumed: {client.stderr}")
+            server.stop(timeout=30)
+            milestones = {line["event"]: line["at"] for line in client.json_lines()}
+            times.append(milestones["resumed"] - restored)
+    return times
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vanish", type=int, default=20)
     parser.add_argument("--drops", type=int, default=10)
+    parser.add_argument("--outages", type=int, default=5)
     parser.add_argument("--soak", type=int, default=1000)
     args = parser.parse_args()
+    if args.outages:
+        resumes = resume_after_outages(args.outages)
+        print(f"resume after a 5 s outage ({len(resumes)} calls): p50 {statistics.median(resumes):.2f} s, "
+              f"max {max(resumes):.2f} s", flush=True)
     async with FakeRealtimeServer(Behaviour()) as fake:
         detections = await dead_peer_detection(fake, args.vanish)
         print(f"dead-peer detection ({len(detections)} vanished browsers): p50 {statistics.median(detections):.2f} s, "

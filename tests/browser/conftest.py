@@ -12,8 +12,13 @@ Screenshots go to ``artifacts/screenshots/`` (gitignored), named ``<device>-<sta
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
+import subprocess
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +211,30 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+def answer_ports(sdp: str) -> set[int]:
+    """The gateway's media ports: the port of every UDP candidate in its SDP answer."""
+    return {int(m.group(1)) for m in re.finditer(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) ", sdp, re.M | re.I)}
+
+
+@contextmanager
+def dropped_udp(ports: set[int], percent: float = 100.0, inbound_only: bool = False) -> Iterator[None]:
+    """nftables drops ``percent`` of the UDP packets to (and unless ``inbound_only``, from) ``ports``
+    on this host: a real outage or a lossy path between Chromium and the gateway. Root only."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.fail("this test needs root and nft: run scripts/setup_net.sh as root")
+    table = "inet browser_test_drops"
+    listed = ", ".join(str(p) for p in sorted(ports))
+    chance = f"numgen random mod 10000 < {round(percent * 100)} " if percent < 100 else ""
+    rules = [f"add rule {table} input udp dport {{ {listed} }} {chance}counter drop"]
+    if not inbound_only:
+        rules.append(f"add rule {table} input udp sport {{ {listed} }} {chance}counter drop")
+    script = (f"add table {table}\n"
+              f"add chain {table} input {{ type filter hook input priority -10 ; policy accept ; }}\n"
+              + "\n".join(rules) + "\n")
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", *table.split()], check=False)

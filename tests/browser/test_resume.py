@@ -9,45 +9,13 @@ watch. Needs root and ``nft`` (scripts/setup_net.sh).
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
 from ..conftest import GatewayFactory
 from ..fake_upstream import FakeRealtimeServer
-from .conftest import WEB, open_page, say, screenshot, state_of, until, wait_state
+from .conftest import WEB, answer_ports, dropped_udp, open_page, say, screenshot, state_of, until, wait_state
 
 pytestmark = pytest.mark.browser
-
-TABLE = "inet browser_resume_test"
-
-
-def answer_ports(sdp: str) -> set[int]:
-    """The gateway's media ports: the port of every candidate in its answer."""
-    return {int(m.group(1)) for m in re.finditer(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) ", sdp, re.M | re.I)}
-
-
-@contextmanager
-def udp_blackhole(ports: set[int]) -> Iterator[None]:
-    """Drop all UDP to and from ``ports`` on this host (both directions, every interface)."""
-    if os.geteuid() != 0 or shutil.which("nft") is None:
-        pytest.fail("this test needs root and nft: run scripts/setup_net.sh as root")
-    listed = ", ".join(str(p) for p in sorted(ports))
-    script = (f"add table {TABLE}\n"
-              f"add chain {TABLE} input {{ type filter hook input priority -10 ; policy accept ; }}\n"
-              f"add rule {TABLE} input udp dport {{ {listed} }} counter drop\n"
-              f"add rule {TABLE} input udp sport {{ {listed} }} counter drop\n")
-    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["nft", "delete", "table", *TABLE.split()], check=False)
-
 
 async def test_a_dead_network_path_is_resumed_with_the_same_conversation(make_gateway: GatewayFactory,
                                                                          fake_upstream: FakeRealtimeServer,
@@ -69,7 +37,7 @@ async def test_a_dead_network_path_is_resumed_with_the_same_conversation(make_ga
     await wait_state(page, "recording", timeout=20)
     (call,) = gateway.state.calls._calls.values()
 
-    with udp_blackhole(answer_ports(answer)):
+    with dropped_udp(answer_ports(answer)):
         # The browser warns, then offers a new connection with its resume token (to new ports).
         await page.wait_for_function("window.recoveries.some((r) => r.resumed)", timeout=25_000)
     assert call.resumes == 1 and not call.ended
@@ -95,7 +63,7 @@ async def test_a_call_that_cannot_come_back_says_so(make_gateway: GatewayFactory
         await page.click("#main-button")
     answer = await (await created.value).text()
     await wait_state(page, "recording")
-    with udp_blackhole(answer_ports(answer)):
+    with dropped_udp(answer_ports(answer)):
         await page.wait_for_selector('#messages .message[data-code="connection_lost"]', timeout=30_000)
     assert await state_of(page) == "idle"
     assert await page.is_visible("#reconnect")

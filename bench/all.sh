@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other, as the README's tables were made (root: network namespaces;
+# ~40 minutes on a 2-core machine). Run on a quiet machine; compare rows of one run.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+python="${VENV:-$root/.venv}/bin/python"
+cd "$root"
+run() { echo; echo "\$ python $*"; "$python" "$@"; }
+run bench/load.py --workers 1 --event-loop uvloop
+run bench/load.py --workers 1 --event-loop asyncio --calls 20 40
+run bench/load.py --workers 2 --gateway-cores 0,1 --client-cores 0,1 --calls 20 40 60 80
+run bench/codec_costs.py
+run bench/lossy.py
+run bench/faults.py
+run bench/engine_latency.py --turns 10
