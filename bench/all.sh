@@ -5,10 +5,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${VENV:-$root/.venv}/bin/python"
 cd "$root"
-run() { echo; echo "\$ python $*"; "$python" "$@"; }
-run bench/load.py --workers 1 --event-loop uvloop
-run bench/load.py --workers 1 --event-loop asyncio --calls 20 40
-run bench/load.py --workers 2 --gateway-cores 0,1 --client-cores 0,1 --calls 20 40 60 80
+run() { echo; echo "\$ python $*"; "$python" -u "$@" 2> >(grep -v "^INFO" >&2); }
+run bench/load.py --workers 1 --event-loop uvloop --calls 10 20 40 60
+run bench/load.py --workers 1 --event-loop asyncio --calls 10 20 40 --idle-calls 0
+run bench/load.py --workers 2 --gateway-cores 0,1 --client-cores 0,1 --calls 20 40 --idle-calls 0
 run bench/codec_costs.py
 run bench/lossy.py
 run bench/faults.py

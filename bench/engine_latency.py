@@ -142,7 +142,7 @@ async def gateway_turns(port: int, engine_port: int, questions: list[np.ndarray]
 
     gateway = subprocess.Popen([sys.executable, "-m", "gateway", "--upstream", "local", "--engine-port",
                                 str(engine_port), "--port", str(port), "--vad-preset", "fast", "--host", "127.0.0.1",
-                                "--web-root", "", "--log-level", "WARNING"], cwd=ROOT)
+                                "--web-root", "", "--log-level", "WARNING", "--workers", "1"], cwd=ROOT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/healthz", gateway, 60)
         peer = TimedPeer(f"http://127.0.0.1:{port}")

@@ -8,7 +8,9 @@ and N WebRTC clients that send pre-encoded Opus in real time and count, without 
 packets that come back. For each N, over a steady window: the gateway's CPU (share of one core
 and CPU-seconds per call-second), frames received per call per second (50 is perfect),
 outbound gaps > 30 ms (measured inside the gateway), RSS and RSS per call, and from the gateway's
-own histograms the added latency p50/p99 each way, call set-up and barge-in.
+own histograms the added latency p50/p99 each way and the set-up of the calls that step added.
+First, on the idle gateway, ``--idle-calls`` calls one at a time give set-up (POST → connected,
+client and gateway side) and barge-in (user speech over a reply → silence out).
 """
 
 from __future__ import annotations
@@ -95,6 +97,34 @@ async def start_client(url: str, packets: list[bytes], index: int) -> Client:
     return client
 
 
+async def idle_setup_and_barge_in(url: str, calls: int) -> tuple[list[float], dict[str, dict[float, float]],
+                                                                  dict[str, dict[float, float]]]:
+    """One call at a time on the idle gateway: POST → ICE/DTLS connected as the client sees it,
+    then a turn, and speech over the reply (a barge-in). Returns the client's set-up times and
+    the gateway's histograms before and after."""
+    before = await histograms(url)
+    setups = []
+    for _ in range(calls):
+        peer = ClientPeer(url)
+        connected = asyncio.Event()
+        peer.pc.on("connectionstatechange", lambda p=peer: p.pc.connectionState == "connected" and connected.set())
+        try:
+            started = time.monotonic()
+            await peer.connect()
+            await asyncio.wait_for(connected.wait(), 20)
+            setups.append(time.monotonic() - started)
+            await peer.channel_open()
+            await asyncio.sleep(0.5)
+            peer.mic.say(voiced(1.2, 170.0, 48000, seed=7))
+            await peer.wait_for("output_audio_buffer.started", timeout=15)
+            peer.mic.say(voiced(1.0, 170.0, 48000, seed=8))  # over the reply
+            await peer.wait_for("output_audio_buffer.cleared", timeout=15)
+            await peer.hang_up()
+        finally:
+            await peer.close()
+    return setups, before, await histograms(url)
+
+
 def process_tree(pid: int) -> list[int]:
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [pid] + [p for child in children for p in process_tree(int(child))]
@@ -159,6 +189,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 40, 60, 80, 100])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle-calls", type=int, default=10, help="one-at-a-time calls for set-up and barge-in")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--receive-path", default="gateway")
     parser.add_argument("--event-loop", default="uvloop")
@@ -190,13 +221,28 @@ async def main() -> None:
                     await asyncio.sleep(0.2)
             baseline_rss = rss_mb(process_tree(gateway.pid))
             print(f"gateway: {args.workers} worker(s) on core(s) {args.gateway_cores}, receive path "
-                  f"{args.receive_path}, {args.event_loop} loop; idle RSS {baseline_rss:.0f} MB\n")
+                  f"{args.receive_path}, {args.event_loop} loop; idle RSS {baseline_rss:.0f} MB")
+            if args.idle_calls:
+                setups, idle_before, idle_after = await idle_setup_and_barge_in(url, args.idle_calls)
+
+                def idle(name: str, quant: float) -> str:
+                    value = quantile(idle_before.get(name, {}), idle_after.get(name, {}), quant)
+                    return "-" if value is None else f"{value * 1000:.1f}"
+
+                print(f"idle gateway, {args.idle_calls} calls one at a time: set-up (POST → connected) client "
+                      f"p50 {np.percentile(setups, 50) * 1000:.0f} / p99 {np.percentile(setups, 99) * 1000:.0f} ms, "
+                      f"gateway p50 {idle('gateway_call_setup_seconds', 0.5)} / p99 "
+                      f"{idle('gateway_call_setup_seconds', 0.99)} ms; barge-in (speech_started → silence out) "
+                      f"p50 {idle('gateway_barge_in_seconds', 0.5)} / p99 {idle('gateway_barge_in_seconds', 0.99)} ms")
+            baseline_rss = rss_mb(process_tree(gateway.pid))
+            print()
             print("| calls | gateway CPU (% of a core) | CPU-s per call-s | frames/s per call (50 = perfect) | "
                   "outbound gaps > 30 ms | RSS MB (per call) | added latency in p50/p99 ms | out p50/p99 ms | "
-                  "set-up p50/p99 ms | barge-in p50 ms |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
+                  "set-up p50/p99 ms (gateway, new calls) |")
+            print("|---|---|---|---|---|---|---|---|---|")
             clients: list[Client] = []
             for target in args.calls:
+                ramp = await histograms(url)
                 while len(clients) < target:
                     batch = min(10, target - len(clients))
                     clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i) for i in range(batch)))
@@ -209,11 +255,15 @@ async def main() -> None:
                 elapsed = t1 - t0
                 rates = [(len(c.arrivals) - m) / elapsed for c, m in zip(clients, marks)]
                 rss = rss_mb(pids)
-                setups = sorted(c.setup_s * 1000 for c in clients)
 
                 def q(name: str, quant: float) -> str:
                     value = quantile(before.get(name, {}), after.get(name, {}), quant)
                     return "-" if value is None else f"{value * 1000:.1f}"
+
+                def setup(quant: float) -> str:  # of the calls this step added (set up under load)
+                    value = quantile(ramp.get("gateway_call_setup_seconds", {}),
+                                     before.get("gateway_call_setup_seconds", {}), quant)
+                    return "-" if value is None else f"{value * 1000:.0f}"
 
                 gaps = after.get("gaps", {0.0: 0})[0.0] - before.get("gaps", {0.0: 0})[0.0]
                 print(f"| {target} | {100 * (cpu1 - cpu0) / elapsed:.0f}% | {(cpu1 - cpu0) / elapsed / target:.4f} | "
@@ -221,8 +271,7 @@ async def main() -> None:
                       f"({(rss - baseline_rss) / target:.2f}) | "
                       f"{q('gateway_added_latency_seconds|inbound', 0.5)} / {q('gateway_added_latency_seconds|inbound', 0.99)} | "
                       f"{q('gateway_added_latency_seconds|outbound', 0.5)} / {q('gateway_added_latency_seconds|outbound', 0.99)} | "
-                      f"{np.percentile(setups, 50):.0f} / {np.percentile(setups, 99):.0f} | "
-                      f"{q('gateway_barge_in_seconds', 0.5)} |", flush=True)
+                      f"{setup(0.5)} / {setup(0.99)} |", flush=True)
             await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
         finally:
             gateway.terminate()

@@ -187,7 +187,7 @@ class BrowserPeer:
             return
         self.last_heard = time.monotonic()
         while True:
-            await asyncio.sleep(min(0.5, config.peer_timeout_s / 4))
+            await asyncio.sleep(min(0.25, config.peer_timeout_s / 4))
             silent = time.monotonic() - self.last_heard
             if silent > config.peer_timeout_s:
                 logger.warning("no media from the browser for %.1f s: the peer is gone", silent)

@@ -285,7 +285,10 @@ class Call:
     def _on_upstream_event(self, event: Event) -> None:
         if event["type"] == "error":
             self._metrics.upstream_error(str((event.get("error") or {}).get("code")))
+        idle = not self.conversation.audio_queued
         self.conversation.receive_upstream(event, time.monotonic())
+        if idle and self.conversation.audio_queued:
+            self._peer.outbound.wake()  # the reply's first frame goes out now, not at the next tick
         if self._session_ready_ms is None and self.conversation.state is State.READY:
             self._session_ready_ms = (time.monotonic() - self._started) * 1000
             logger.info("[perf] session configured in %.0f ms", self._session_ready_ms)

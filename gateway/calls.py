@@ -7,11 +7,12 @@ import collections
 import hmac
 import logging
 import secrets
+from collections.abc import Iterator
 
 from .call import Call, CallSummary
-from .metrics import GatewayMetrics
 from .errors import AtCapacity, NotFound, Unauthorized
 from .events import error_event
+from .metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class CallRegistry:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    def __iter__(self) -> Iterator[Call]:
+        """The live calls (a snapshot: calls may end while the caller iterates)."""
+        return iter(list(self._calls.values()))
 
     def reserve(self) -> None:
         """Hold a slot while a call is being set up, or refuse with 503 when full."""

@@ -111,7 +111,7 @@ class Config:
     turn_credential_ttl_s: int = 3600  # must cover a whole call: allocations refresh with it
     ice_transport_policy: str = "all"  # "relay": the gateway's own peer uses TURN only
     ice_connect_timeout_s: float = 10.0
-    peer_timeout_s: float = 3.0  # no mic RTP for this long after connecting = the browser is gone
+    peer_timeout_s: float = 2.5  # no mic RTP for this long after connecting = the browser is gone
     resume_grace_s: float = 30.0  # a vanished browser may come back (new network) within this
     # Browser playout delay assumed when computing how much of a reply was heard.
     playout_delay_ms: int = 60

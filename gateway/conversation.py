@@ -103,6 +103,11 @@ class Conversation:
         return out
 
     @property
+    def audio_queued(self) -> bool:
+        """Model audio is waiting to be sent (not just silence going out)."""
+        return self._playout.has_queued_audio
+
+    @property
     def audio_active(self) -> bool:
         return self._playout.is_active
 

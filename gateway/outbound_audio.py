@@ -5,6 +5,12 @@ so this track *is* the pacing clock. Frames come from the conversation core (mod
 silence when idle). Deadlines are computed from the start time, never from the previous frame,
 so there is no drift over a long call; after a stall longer than ``max_late`` the clock skips
 ahead (the browser conceals the gap) instead of bursting the missed frames all at once.
+
+A reply's first audio should not wait for the next tick of a clock that was only pacing
+silence (10 ms on average): :meth:`OutboundAudioTrack.wake` sends it at once and the clock
+goes on from there. Each such start sends up to one frame ahead of the RTP timeline; once the
+lead reaches a whole frame, one silent frame is sent a frame late to give it back, so the
+browser's jitter buffer never sees packets drift ahead.
 """
 
 from __future__ import annotations
@@ -64,6 +70,34 @@ class OutboundAudioTrack(MediaStreamTrack):
         self.skipped_frames = 0  # frames the clock skipped after stalls (for stats)
         self._on_gap = on_gap
         self._last_sent: float | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._lead = 0.0  # how far sends run ahead of the RTP timeline after wakes (s)
+        self._last_silent = True
+        self._woken = False
+        self.wakes = 0
+
+    def wake(self) -> None:
+        """Audio arrived while only silence was going out: send it now, not at the next tick."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(True)
+        else:
+            self._woken = True  # between two recv() calls: the next one goes at once
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if :meth:`wake` is called (then True)."""
+        if self._woken:
+            return True
+        if self._sleep is not asyncio.sleep:  # an injected clock (tests): no early wake
+            await self._sleep(seconds)
+            return False
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(seconds, _settle, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def recv(self) -> AudioFrame | Packet:
         if self.readyState != "live":
@@ -73,17 +107,35 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._start = now
         else:
             self._pts += FRAME_SAMPLES
+            if self._last_silent and self._lead >= FRAME_S:  # give a frame of lead back, in silence
+                self._start += FRAME_S
+                self._lead -= FRAME_S
+                if self._last_sent is not None:
+                    self._last_sent += FRAME_S  # deliberate: not a stall
             late = now - (self._start + self._pts / RATE)
             if late < 0:
-                await self._sleep(-late)
+                woken = await self._wait(-late)
                 now = self._clock()
+                if woken:
+                    early = max(0.0, self._start + self._pts / RATE - now)
+                    self._start -= early
+                    self._lead += early
+                    self.wakes += 1
             elif late > self._max_late:
                 skip = round(late / FRAME_S)  # land on the frame due now, not one behind it
                 self._pts += skip * FRAME_SAMPLES
                 self.skipped_frames += skip
+        self._woken = False
         if self.readyState != "live":
             raise MediaStreamError
         if self._last_sent is not None and now - self._last_sent > GAP_S and self._on_gap is not None:
             self._on_gap(now - self._last_sent)
         self._last_sent = now
-        return self._packetize(self._source(now), self._pts)
+        pcm = self._source(now)
+        self._last_silent = not pcm.any()
+        return self._packetize(pcm, self._pts)
+
+
+def _settle(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -83,6 +83,10 @@ class Playout:
         return self._playing is not None or bool(self._queue)
 
     @property
+    def has_queued_audio(self) -> bool:
+        return bool(self._queue)
+
+    @property
     def queued_samples(self) -> int:
         return sum(len(c.pcm) - c.offset for c in self._queue)
 

@@ -116,7 +116,7 @@ async def test_trickled_candidates_are_accepted(gateway: RunningGateway) -> None
             async with http.patch(f"{gateway.url}{location}", data=fragment,
                                   headers={"Content-Type": "text/plain"}) as r:
                 await expect_error(r, 415, "unsupported_content_type")
-        (call,) = gateway.state.calls._calls.values()
+        (call,) = gateway.state.calls
         transport = call.pc.getTransceivers()[0].receiver.transport.transport
         remote = transport.getRemoteCandidates()
         assert len(remote) >= len(candidates)

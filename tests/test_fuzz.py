@@ -85,7 +85,7 @@ def target() -> Iterator[ThreadedGateway]:
     gateway.run(peer.connect())
     gateway.run(peer.wait_for("session.created", timeout=10))
     gateway.peer = peer  # type: ignore[attr-defined]
-    gateway.first_call_id = next(iter(gateway.gateway.state.calls._calls))  # type: ignore[attr-defined]
+    gateway.first_call_id = next(iter(gateway.gateway.state.calls)).id  # type: ignore[attr-defined]
     yield gateway
     gateway.run(peer.close())
     gateway.close()
@@ -134,7 +134,7 @@ def test_sdp_offers(target: ThreadedGateway, data: st.DataObject) -> None:
 
 
 async def _end_newest(target: ThreadedGateway) -> None:
-    calls = list(target.gateway.state.calls._calls.values())
+    calls = list(target.gateway.state.calls)
     for call in calls[1:]:  # the first is the long-running call the tests protect
         call.end("client_hangup")
 
@@ -142,7 +142,7 @@ async def _end_newest(target: ThreadedGateway) -> None:
 @FUZZ
 @given(fragment=st.text(max_size=600), content_type=st.sampled_from(["application/trickle-ice-sdpfrag", "text/plain"]))
 def test_trickle_fragments(target: ThreadedGateway, fragment: str, content_type: str) -> None:
-    call_id = next(iter(target.gateway.state.calls._calls))
+    call_id = next(iter(target.gateway.state.calls)).id
     status, _ = target.request("PATCH", f"/v1/realtime/calls/{call_id}", fragment.encode("utf-8", "surrogatepass"),
                                {"Content-Type": content_type})
     assert status in {204, 400, 415}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import statistics
+import time
+
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
@@ -73,3 +77,45 @@ async def test_stopped_track_ends() -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_a_reply_goes_out_at_once_and_sends_stay_on_the_rtp_timeline() -> None:
+    """wake(): the reply's first frame leaves now instead of at the next 20 ms tick of the clock
+    that paced silence; the lead this takes over the RTP timeline is given back in silence, so ten
+    replies later the sends have not drifted ahead. (Real event loop and clock.)"""
+    speaking = False
+
+    def source(now: float) -> np.ndarray:
+        return np.full(960, 1000 if speaking else 0, np.int16)
+
+    track = OutboundAudioTrack(source, packetize=lambda pcm, pts: (pcm, pts))  # type: ignore[arg-type,return-value]
+    sent: list[tuple[float, int, bool]] = []
+
+    async def sender() -> None:
+        while True:
+            pcm, pts = await track.recv()  # type: ignore[misc]
+            sent.append((time.monotonic(), pts, bool(pcm.any())))
+
+    task = asyncio.create_task(sender())
+    try:
+        delays = []
+        for reply in range(10):
+            await asyncio.sleep(0.2 + 0.0037 * reply)  # silence, and a different phase against the clock each time
+            speaking = True
+            woke = time.monotonic()
+            track.wake()
+            while not sent[-1][2]:
+                await asyncio.sleep(0.0005)
+            delays.append(next(t for t, _, audible in sent if audible and t >= woke) - woke)
+            await asyncio.sleep(0.1)
+            speaking = False
+        await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+    assert track.wakes >= 5  # (a wake that lands just as a frame falls due needs no early send)
+    assert statistics.median(delays) < 0.005, delays  # vs ~10 ms on average waiting for the tick
+    pts = np.array([p for _, p, _ in sent])
+    assert (np.diff(pts) >= 960).all()  # RTP time never goes back or repeats
+    start = sent[0][0]
+    offsets = [t - start - p / 48000 for t, p, _ in sent]  # < 0: sent ahead of the timeline
+    assert min(offsets) > -0.045 and offsets[-1] > -0.025, (min(offsets), offsets[-1])

@@ -19,8 +19,8 @@ async def test_resume_after_the_browser_vanished(gateway: RunningGateway, fake_u
     token, location = first.resume_token, first.location
     assert token and token.startswith("rsm_")
     await vanish(first)
-    (call,) = gateway.state.calls._calls.values()
-    await until(lambda: call._suspended, timeout=6)  # noticed within PEER_TIMEOUT (3 s)
+    (call,) = gateway.state.calls
+    await until(lambda: call._suspended, timeout=6)  # noticed within PEER_TIMEOUT (2.5 s)
     second = ClientPeer(gateway.url)
     try:
         started = time.monotonic()
@@ -47,7 +47,7 @@ async def test_resume_replaces_a_connection_not_yet_noticed_dead(gateway: Runnin
         await second.channel_open()
         await speak(second)
         await second.wait_for("output_audio_buffer.stopped", timeout=15)
-        (call,) = gateway.state.calls._calls.values()
+        (call,) = gateway.state.calls
         assert call.resumes == 1 and len(fake_upstream.sessions) == 1
     finally:
         await first.close()

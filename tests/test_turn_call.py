@@ -44,7 +44,7 @@ async def test_relay_only_call_carries_audio_both_ways(make_gateway: GatewayFact
         start, end = max(active_segments(reply, 48000), key=lambda s: s[1] - s[0])
         assert end - start > 1.0
         assert pitch(reply[int(start * 48000):int(end * 48000)], 48000) == pytest.approx(220.0, rel=0.05)
-        (call,) = gateway.state.calls._calls.values()
+        (call,) = gateway.state.calls
         assert selected_route(peer.pc) == selected_route(call.pc) == "relay/relay"
         log = turn_server.log_text()
         assert log.count("ALLOCATE processed, success") >= 2  # one allocation per peer

@@ -213,6 +213,15 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def start_call(page: Page) -> str:
+    """Click the main button and wait for the call to run; returns the gateway's SDP answer."""
+    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
+        await page.click("#main-button")
+    answer = await (await created.value).text()
+    await wait_state(page, "recording")
+    return answer
+
+
 def answer_ports(sdp: str) -> set[int]:
     """The gateway's media ports: the port of every UDP candidate in its SDP answer."""
     return {int(m.group(1)) for m in re.finditer(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) ", sdp, re.M | re.I)}

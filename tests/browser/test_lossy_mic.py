@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ..conftest import GatewayFactory
-from .conftest import WEB, answer_ports, dropped_udp, open_page, say, wait_state
+from .conftest import WEB, answer_ports, dropped_udp, open_page, say, start_call
 
 pytestmark = pytest.mark.browser
 
@@ -32,12 +32,9 @@ async def test_chromium_sends_fec_and_the_gateway_rebuilds_lost_frames(make_gate
     gateway = await make_gateway(web_root=WEB)
     browser = await launch()
     _, page = await open_page(browser, f"{gateway.url}/?processing=off", mic=True)
-    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
-        await page.click("#main-button")
-    answer = await (await created.value).text()
+    answer = await start_call(page)
     assert "useinbandfec=1" in answer
-    await wait_state(page, "recording")
-    (call,) = gateway.state.calls._calls.values()
+    (call,) = gateway.state.calls
 
     before = await outbound_audio(page)
     with dropped_udp(answer_ports(answer), percent=15, inbound_only=True):

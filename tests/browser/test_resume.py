@@ -13,7 +13,8 @@ import pytest
 
 from ..conftest import GatewayFactory
 from ..fake_upstream import FakeRealtimeServer
-from .conftest import WEB, answer_ports, dropped_udp, open_page, say, screenshot, state_of, until, wait_state
+from .conftest import (WEB, answer_ports, dropped_udp, open_page, say, screenshot, start_call, state_of, until,
+                       wait_state)
 
 pytestmark = pytest.mark.browser
 
@@ -23,10 +24,7 @@ async def test_a_dead_network_path_is_resumed_with_the_same_conversation(make_ga
     gateway = await make_gateway(web_root=WEB)
     browser = await launch()
     _, page = await open_page(browser, gateway.url, mic=True)
-    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
-        await page.click("#main-button")
-    answer = await (await created.value).text()
-    await wait_state(page, "recording")
+    answer = await start_call(page)
     await page.evaluate("""() => {
         window.recoveries = [];
         window.realtimePage.client.addEventListener('recovered', (e) => window.recoveries.push(e.detail));
@@ -35,7 +33,7 @@ async def test_a_dead_network_path_is_resumed_with_the_same_conversation(make_ga
     await say(page, "pt_br_capital_brasil")
     await wait_state(page, "playing", timeout=20)
     await wait_state(page, "recording", timeout=20)
-    (call,) = gateway.state.calls._calls.values()
+    (call,) = gateway.state.calls
 
     with dropped_udp(answer_ports(answer)):
         # The browser warns, then offers a new connection with its resume token (to new ports).
@@ -59,10 +57,7 @@ async def test_a_call_that_cannot_come_back_says_so(make_gateway: GatewayFactory
     gateway = await make_gateway(web_root=WEB, resume_grace_s=0.0)
     browser = await launch()
     _, page = await open_page(browser, gateway.url, mic=True)
-    async with page.expect_response(lambda r: r.url.endswith("/v1/realtime/calls") and r.status == 201) as created:
-        await page.click("#main-button")
-    answer = await (await created.value).text()
-    await wait_state(page, "recording")
+    answer = await start_call(page)
     with dropped_udp(answer_ports(answer)):
         await page.wait_for_selector('#messages .message[data-code="connection_lost"]', timeout=30_000)
     assert await state_of(page) == "idle"
