@@ -34,7 +34,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, wait_healthy  # noqa: E402
 from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
 from tests.peers import ClientPeer  # noqa: E402
 from tests.test_soak import vanish  # noqa: E402
@@ -45,16 +45,6 @@ def gateway_process(fake: FakeRealtimeServer, port: int, *extra: str) -> subproc
                              fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1", "--port",
                              str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--log-level", "WARNING",
                              *extra], cwd=ROOT)
-
-
-async def wait_healthy(url: str) -> None:
-    for _ in range(200):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.1)
 
 
 async def healthz(url: str) -> dict:

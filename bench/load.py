@@ -20,7 +20,6 @@ import asyncio
 import fractions
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.opus import OpusEncoder  # noqa: E402
 from tests.audio_tools import voiced  # noqa: E402
+from tests.conftest import free_port, wait_healthy  # noqa: E402
 from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
 from tests.peers import ClientPeer  # noqa: E402
 
@@ -179,12 +179,6 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return previous_bound
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 40, 60, 80, 100])
@@ -212,13 +206,7 @@ async def main() -> None:
             cwd=ROOT)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.2)
+            await wait_healthy(url)
             baseline_rss = rss_mb(process_tree(gateway.pid))
             print(f"gateway: {args.workers} worker(s) on core(s) {args.gateway_cores}, receive path "
                   f"{args.receive_path}, {args.event_loop} loop; idle RSS {baseline_rss:.0f} MB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import socket
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -85,6 +87,21 @@ async def make_gateway(fake_upstream: FakeRealtimeServer) -> AsyncIterator[Gatew
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
     return await make_gateway()
+
+
+async def wait_healthy(url: str, timeout: float = 20.0) -> None:
+    """Until ``url``'s /healthz answers 200 (a gateway process started in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not become healthy within {timeout:.0f} s")
+        await asyncio.sleep(0.1)
 
 
 def free_port() -> int:

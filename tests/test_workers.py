@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, wait_healthy
 from .fake_upstream import FakeRealtimeServer
 from .peers import ClientPeer
 from .test_call import speak
@@ -30,13 +30,7 @@ async def start_workers(upstream: FakeRealtimeServer, runtime_dir: Path) -> tupl
                                 "--rate-limit", "100000", "--resume-grace", "30", "--shutdown-drain-timeout", "1"],
                                cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    break
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.1)
+    await wait_healthy(url)
     await asyncio.sleep(0.5)  # both workers listening
     return url, process
 
