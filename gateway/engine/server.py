@@ -28,10 +28,10 @@ from websockets.http11 import Request, Response
 
 from ..config import DEFAULT_INSTRUCTIONS
 from ..events import ProtocolError, decode_audio, dumps, error_event, loads, server_event
+from .commands import Cancel, Respond, Transcribe
 from .config import EngineConfig
 from .llm import SPOKEN_STYLE, ReplyGenerator
 from .models import ModelError, choose_models
-from .commands import Cancel, Respond, Transcribe
 from .session import EngineSession
 from .speech_text import SentenceSplitter, speakable
 from .stt import Transcriber
