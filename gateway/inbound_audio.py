@@ -1,7 +1,7 @@
 """The caller's voice on its way in: 20 ms mic frames → 24 kHz PCM16 → the upstream.
 
-A :class:`MicSource` yields decoded 48 kHz mono frames on a steady 20 ms cadence. Two
-sources: the gateway's own receive path (``audio_receiver.py``: a jitter buffer that holds
+A :class:`MicSource` yields decoded mono 20 ms frames on a steady cadence, at 24 kHz (ready for
+the upstream) or 48 kHz (resampled here). Two sources: the gateway's own receive path (``audio_receiver.py``: a jitter buffer that holds
 nothing back on a clean network, Opus FEC and concealment) and :class:`TrackMicSource` over
 aiortc's own jitter buffer and decoder (``RECEIVE_PATH=aiortc``, for comparison).
 :func:`pump_mic` is the one loop that turns frames into upstream audio, whichever source feeds it.
@@ -21,14 +21,15 @@ from av import AudioFrame
 
 from .resample import Downsampler
 
-FRAME_SAMPLES_48K = 960
+UPSTREAM_RATE = 24000  # what the Realtime upstream takes
 
 
 @dataclass(slots=True)
 class MicFrame:
-    pcm: np.ndarray  # int16, mono, 48 kHz, 960 samples (20 ms)
+    pcm: np.ndarray  # int16, mono, 20 ms at ``rate``
     received_at: float  # time.monotonic() when the RTP packet used for it arrived
     origin: str = "decoded"  # decoded | fec (rebuilt from the next packet) | concealed (invented)
+    rate: int = 48000  # 48000 (aiortc's decoder) or UPSTREAM_RATE (the gateway's own)
 
 
 class MicSource(Protocol):
@@ -122,11 +123,13 @@ AudioSink = Callable[[bytes, MicFrame], None]
 
 
 async def pump_mic(source: MicSource, sink: AudioSink) -> None:
-    """Forward every frame as soon as it is decoded: 0.65 ms held back by the resampler, no batching.
+    """Forward every frame as soon as it is decoded, no batching (48 kHz frames: 0.65 ms held
+    back by the resampler).
 
     Runs until the source ends (MediaStreamError propagates to the owner, the call).
     """
     downsampler = Downsampler()
     while True:
         frame = await source.recv()
-        sink(downsampler.process(frame.pcm).tobytes(), frame)
+        pcm = frame.pcm if frame.rate == UPSTREAM_RATE else downsampler.process(frame.pcm)
+        sink(pcm.tobytes(), frame)

@@ -95,14 +95,15 @@ async def close(link: Link) -> None:
     await link.receiver.close()
 
 
-def envelope(pcm: np.ndarray) -> np.ndarray:
-    frames = pcm[: len(pcm) // 960 * 960].astype(np.float64).reshape(-1, 960)
+def envelope(pcm: np.ndarray, frame: int = 960) -> np.ndarray:
+    """RMS of each 20 ms (``frame`` samples: 960 at 48 kHz, 480 at 24 kHz)."""
+    frames = pcm[: len(pcm) // frame * frame].astype(np.float64).reshape(-1, frame)
     return np.sqrt((frames ** 2).mean(axis=1))
 
 
 def best_correlation(sent: np.ndarray, heard: np.ndarray) -> float:
-    """Correlation of the 20 ms loudness envelopes, at the best alignment."""
-    a, b = envelope(sent), envelope(heard)
+    """Correlation of the 20 ms loudness envelopes (48 kHz sent, 24 kHz heard), at the best alignment."""
+    a, b = envelope(sent), envelope(heard, 480)
     return max(np.corrcoef(a, b[lag:lag + len(a)])[0, 1] for lag in range(len(b) - len(a) + 1))
 
 
@@ -127,6 +128,7 @@ async def test_own_path_delivers_fifty_frames_a_second_under_loss(loss: float) -
     assert max(np.diff(times)) < 0.1
     delays = [when - frame.received_at for when, frame in link.frames]
     assert np.percentile(delays, 95) < 0.04  # frames leave as packets arrive, not 80 ms later
+    assert {(frame.rate, len(frame.pcm)) for _, frame in link.frames} == {(24000, 480)}  # ready for the upstream
     heard = np.concatenate([frame.pcm for _, frame in link.frames])
     assert best_correlation(sent[: 48000 * 2], heard) > 0.9  # the same speech, syllable by syllable
     if loss:

@@ -291,7 +291,6 @@ export class RealtimeClient extends EventTarget {
       if (attempt !== this._attempt) return;
       const error = new ClientError("connection_lost", "The connection to the gateway was lost and could not be resumed.");
       error.server = lastError?.server;
-      this._resuming = null;
       this._fail(error);
     })().finally(() => { if (attempt === this._attempt) this._resuming = null; });
   }
@@ -361,6 +360,8 @@ export class RealtimeClient extends EventTarget {
 
   _teardown() {
     clearTimeout(this._lostTimer);
+    this._resuming = null; // a resume in flight sees the attempt change and closes its own peer
+    this._unstable = false;
     const channel = this._channel;
     this._channel = null; // its close event is ours, not the gateway's
     channel?.close();
