@@ -119,6 +119,7 @@ async def idle_setup_and_barge_in(url: str, calls: int) -> tuple[list[float], di
             await peer.wait_for("output_audio_buffer.started", timeout=15)
             peer.mic.say(voiced(1.0, 170.0, 48000, seed=8))  # over the reply
             await peer.wait_for("output_audio_buffer.cleared", timeout=15)
+            await asyncio.sleep(0.2)  # the first silent frame goes out (and is counted) before we hang up
             await peer.hang_up()
         finally:
             await peer.close()
