@@ -41,9 +41,8 @@ logger = logging.getLogger(__name__)
 
 _RECEIVER_STATE = ("codecs", "remote_streams", "active_ssrc", "started", "stop_decoder", "kind")  # name-mangled
 MAX_QUEUED_FRAMES = 250  # 5 s: a consumer that stops reading must not grow memory without bound
-DECODE_RATE = UPSTREAM_RATE  # decoded straight to what the upstream takes
-_PER_48K = RATE // DECODE_RATE  # the jitter buffer counts in 48 kHz RTP samples
-_FRAME = FRAME_SAMPLES // _PER_48K  # 20 ms at DECODE_RATE
+_PER_48K = RATE // UPSTREAM_RATE  # decoded straight to the upstream's rate; the jitter buffer counts 48 kHz samples
+_FRAME = FRAME_SAMPLES // _PER_48K  # 20 ms at UPSTREAM_RATE
 
 
 class ReceivePathError(RuntimeError):
@@ -116,7 +115,7 @@ class RtpMicSource:
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self.buffer = buffer or JitterBuffer()
-        self._decoder = OpusDecoder(DECODE_RATE)
+        self._decoder = OpusDecoder(UPSTREAM_RATE)
         self._frames: collections.deque[MicFrame] = collections.deque(maxlen=MAX_QUEUED_FRAMES)
         self._partial: tuple[np.ndarray, float, Origin] | None = None  # <20 ms left from a packet
         self._waiter: asyncio.Future[None] | None = None
@@ -154,7 +153,7 @@ class RtpMicSource:
                 logger.info("mic stream changed SSRC %d → %d: new sequence, new decoder", self._ssrc, packet.ssrc)
                 self._retired.add(self._ssrc)
                 self.buffer.reset()
-                self._decoder = OpusDecoder(DECODE_RATE)
+                self._decoder = OpusDecoder(UPSTREAM_RATE)
             self._ssrc = packet.ssrc
         if has_inband_fec(packet.payload):
             self._fec_packets += 1
@@ -194,7 +193,7 @@ class RtpMicSource:
                 self._dropped += 1
                 if self._dropped in (1, 500, 50000):
                     logger.warning("mic frames not consumed: dropped the oldest (%d so far)", self._dropped)
-            self._frames.append(MicFrame(pcm[start:start + _FRAME], received_at, origin.value, DECODE_RATE))
+            self._frames.append(MicFrame(pcm[start:start + _FRAME], received_at, origin.value, UPSTREAM_RATE))
         rest = len(pcm) % _FRAME
         if rest:
             self._partial = (pcm[-rest:], received_at, origin)

@@ -38,7 +38,7 @@ def request_opus_fec(sdp: str) -> str:
     with parameters already there) and a ``ptime`` in each audio section that has Opus."""
     newline = "\r\n" if "\r\n" in sdp else "\n"
     sections = re.split(r"(?m)^(?=m=)", sdp.rstrip(newline))
-    return "".join(_munge_section(section, newline) for section in sections) + newline
+    return "".join(_munge_section(section, newline) for section in sections)  # each ends with newline
 
 
 def _munge_section(section: str, newline: str) -> str:

@@ -61,13 +61,11 @@ def parse_sdpfrag(fragment: str) -> list[tuple[str | None, str]]:
 
 
 def tidy_answer(sdp: str) -> str:
-    """The answer as Chromium 156 accepts it: one DTLS fingerprint, no empty line.
+    """The answer as Chromium 156 accepts it: one DTLS fingerprint per section.
 
     aiortc lists SHA-256, SHA-384 and SHA-512 fingerprints of its certificate (RFC 8122 allows
-    that), and the answer could end with an empty line; Chromium 156 rejects either with
-    "Invalid SDP line". SHA-256 is the fingerprint every browser checks.
+    that); Chromium 156 rejects the answer with "Invalid SDP line". SHA-256 is the fingerprint
+    every browser checks.
     """
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    lines = [line for line in sdp.split(newline)
-             if line and (not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 "))]
-    return newline.join(lines) + newline
+    return "".join(line for line in sdp.splitlines(keepends=True)
+                   if not line.startswith("a=fingerprint:") or line.startswith("a=fingerprint:sha-256 "))

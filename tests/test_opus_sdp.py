@@ -55,6 +55,7 @@ async def test_a_real_aiortc_offerer_accepts_the_munged_answer() -> None:
         await answerer.setRemoteDescription(offerer.localDescription)
         await answerer.setLocalDescription(await answerer.createAnswer())
         munged = request_opus_fec(answerer.localDescription.sdp)
+        assert "\r\n\r\n" not in munged  # no empty line (Chromium 156 refuses one)
         await offerer.setRemoteDescription(RTCSessionDescription(sdp=munged, type="answer"))
         audio = SessionDescription.parse(munged).media[0]
         opus = next(c for c in audio.rtp.codecs if c.mimeType.lower() == "audio/opus")
