@@ -35,13 +35,13 @@ from av import AudioFrame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.audio_receiver import RtpMicSource  # noqa: E402
-from gateway.inbound_audio import mono  # noqa: E402
-from gateway.jitter_buffer import JitterBuffer, Origin  # noqa: E402
-from gateway.opus import OpusDecoder, OpusEncoder, _candidates, has_inband_fec, libopus, version  # noqa: E402
-from gateway.outbound_codec import OpusPacketizer  # noqa: E402
-from gateway.resample import Upsampler  # noqa: E402
-from tests.audio_tools import DATA, read_wav  # noqa: E402
+from gateway.media.audio_receiver import RtpMicSource
+from gateway.media.inbound_audio import mono
+from gateway.media.jitter_buffer import JitterBuffer, Origin
+from gateway.media.opus import OpusDecoder, OpusEncoder, _candidates, has_inband_fec, libopus, version
+from gateway.media.outbound_codec import OpusPacketizer
+from gateway.media.resample import Upsampler
+from tests.audio_tools import DATA, read_wav
 
 FRAME = 960
 

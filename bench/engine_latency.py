@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.config import VAD_PRESETS  # noqa: E402
-from gateway.resample import Upsampler  # noqa: E402
+from gateway.media.resample import Upsampler  # noqa: E402
 from tests.engine.client import EngineClient, silence  # noqa: E402
 
 QUESTIONS = [
@@ -190,7 +190,7 @@ def report(title: str, results: list[dict[str, Any]], log: Path) -> None:
     rows: dict[str, list[float]] = {name: [] for name in (
         "end of speech → first reply audio", "  VAD wait (speech end → speech_stopped)", "  STT (commit → text)",
         "  LLM first piece", "  TTS first chunk", "  engine: commit → first audio ready")}
-    for result, stt in zip(results, stt_by_turn):
+    for result, stt in zip(results, stt_by_turn, strict=False):
         timing = responses.get(result["response_id"], {})
         rows["end of speech → first reply audio"].append(result["total_ms"])
         rows["  VAD wait (speech end → speech_stopped)"].append(result["vad_ms"])

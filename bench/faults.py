@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port, wait_healthy  # noqa: E402
 from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
 from tests.peers import ClientPeer  # noqa: E402
-from tests.test_soak import vanish  # noqa: E402
+from tests.server.test_soak import vanish  # noqa: E402
 
 
 def gateway_process(fake: FakeRealtimeServer, port: int, *extra: str) -> subprocess.Popen:

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.opus import OpusEncoder  # noqa: E402
+from gateway.media.opus import OpusEncoder  # noqa: E402
 from tests.audio_tools import voiced  # noqa: E402
 from tests.conftest import free_port, wait_healthy  # noqa: E402
 from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
@@ -170,7 +170,7 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     if total <= 0:
         return None
     target, previous_bound, previous_count = q * total, 0.0, 0.0
-    for bound, count in zip(bounds, counts):
+    for bound, count in zip(bounds, counts, strict=False):
         if count >= target:
             if bound == float("inf"):
                 return previous_bound
@@ -242,7 +242,7 @@ async def main() -> None:
                 await asyncio.sleep(args.seconds)
                 after, cpu1, t1 = await histograms(url), cpu_seconds(pids), time.monotonic()
                 elapsed = t1 - t0
-                rates = [(len(c.arrivals) - m) / elapsed for c, m in zip(clients, marks)]
+                rates = [(len(c.arrivals) - m) / elapsed for c, m in zip(clients, marks, strict=False)]
                 rss = rss_mb(pids)
 
                 def q(name: str, quant: float) -> str:

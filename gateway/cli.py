@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from .config import Config, ConfigError, load_config
-from .engine_process import EngineProcess, EngineStartError
-from .logs import setup_logging
-from .parent_death import follow_parent
-from .signaling import STATE_KEY, create_app
-from .workers import socket_path, supervise
+from .server.engine_process import EngineProcess, EngineStartError
+from .server.logs import setup_logging
+from .server.parent_death import follow_parent
+from .server.signaling import STATE_KEY, create_app
+from .server.worker_pool import socket_path, supervise
 
 logger = logging.getLogger("gateway")
 
@@ -50,13 +50,13 @@ async def serve(config: Config, argv: Sequence[str]) -> None:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         tls = _ssl_context(config)
-        workers = config.worker_index is not None
-        await web.TCPSite(runner, config.host, config.port, ssl_context=tls, reuse_port=workers).start()
-        if workers:
-            await web.UnixSite(runner, str(socket_path(config.runtime_dir, config.worker_index))).start()
+        worker = config.worker_index
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls, reuse_port=worker is not None).start()
+        if worker is not None:
+            await web.UnixSite(runner, str(socket_path(config.runtime_dir, worker))).start()
         shown_host = "localhost" if config.host in ("0.0.0.0", "::") else config.host
         logger.info("gateway ready: %s://%s:%d (upstream: %s%s)", "https" if tls else "http", shown_host,
-                    config.port, config.resolved_upstream, f", worker {config.worker_index}" if workers else "")
+                    config.port, config.resolved_upstream, f", worker {worker}" if worker is not None else "")
         await stop.wait()
         gateway = app[STATE_KEY]
         gateway.draining = True  # new calls get 503 from now on

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from .turn_credentials import ice_url_problem
+from .webrtc.turn_credentials import ice_url_problem
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 

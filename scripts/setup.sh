@@ -8,17 +8,7 @@ mode="${1:-run}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export VENV="${VENV:-$root/.venv}"
-export DEBIAN_FRONTEND=noninteractive
-
-apt_install() {  # apt_install <package>...: install only what is missing
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
-}
-export -f apt_install
+source "$root/scripts/lib.sh"
 
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3

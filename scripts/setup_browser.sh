@@ -2,6 +2,7 @@
 # Browser tests: Debian's Chromium (driven by Playwright through executable_path; nothing is
 # downloaded) and axe-core from npm for the accessibility audit.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 apt_install chromium
 command -v npm >/dev/null || apt_install nodejs npm

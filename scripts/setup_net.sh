@@ -3,18 +3,7 @@
 # devices for the delay relay. Idempotent; runs as root, alone or from scripts/setup.sh. It only
 # checks kernel support and says what is missing: the netns tests skip with that reason anyway.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-
-if ! declare -F apt_install >/dev/null; then
-  apt_install() {  # apt_install <package>...: install only what is missing
-    local missing=()
-    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-    if [ "${#missing[@]}" -gt 0 ]; then
-      apt-get update -qq
-      apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
-  }
-fi
+source "$(dirname "$0")/lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup_net: not root: the netns tests will be skipped" >&2

@@ -4,18 +4,7 @@
 # test that runs the production config in a network namespace of its own.
 # The Debian service stays off, so nothing listens on 3478 by itself. Idempotent; run as root.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
-
-if ! declare -F apt_install >/dev/null; then  # standalone run (scripts/setup.sh exports one)
-  apt_install() {
-    local missing=()
-    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-    if [ "${#missing[@]}" -gt 0 ]; then
-      apt-get update -qq
-      apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
-  }
-fi
+source "$(dirname "$0")/lib.sh"
 
 apt_install coturn openssl iproute2 util-linux
 

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.signaling import STATE_KEY, Gateway, create_app
+from gateway.server.signaling import STATE_KEY, Gateway, create_app
 
 from .fake_upstream import Behaviour, FakeRealtimeServer
 

@@ -21,7 +21,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from gateway.events import error_event, new_id, server_event
+from gateway.core.events import error_event, new_id, server_event
 
 from .audio_tools import rms, voiced
 from .schema import client_event_problem, server_event_problem

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from av import AudioFrame
 
-from gateway.inbound_audio import mono
+from gateway.media.inbound_audio import mono
 
 from .schema import server_event_problem
 
@@ -31,7 +31,7 @@ FRAME = 960
 class MicTrack(MediaStreamTrack):
     """Plays queued 48 kHz PCM in real time, silence otherwise.
 
-    With a ``packetize`` (e.g. :class:`gateway.outbound_codec.OpusPacketizer`) it sends Opus with
+    With a ``packetize`` (e.g. :class:`gateway.media.outbound_codec.OpusPacketizer`) it sends Opus with
     in-band FEC, the way Chrome does once the answer asks for it; by default aiortc encodes.
     """
 
@@ -187,7 +187,7 @@ class ClientPeer:
             self._event_arrived.clear()
             try:
                 await asyncio.wait_for(self._event_arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def channel_open(self, timeout: float = 10.0) -> None:

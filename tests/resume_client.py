@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 
-from gateway.outbound_codec import OpusPacketizer
+from gateway.media.outbound_codec import OpusPacketizer
 from tests.audio_tools import voiced
 from tests.peers import ClientPeer
 
@@ -53,7 +53,7 @@ async def main() -> None:
         fresh = ClientPeer(args.url, packetize=OpusPacketizer())
         try:
             status = await asyncio.wait_for(fresh.resume(token), 3.0)
-        except (asyncio.TimeoutError, OSError, Exception):  # no route yet: the network is still down
+        except (TimeoutError, OSError, Exception):  # no route yet: the network is still down
             status = 0
         if status == 201:
             break

@@ -53,7 +53,7 @@ class TurnServer:
         for user, *counts in re.findall(r": usage: realm=<[^>]*>, username=<([^>]*)>, "
                                         r"rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)", self.log_text()):
             total = totals.setdefault(user, dict.fromkeys(("rp", "rb", "sp", "sb"), 0))
-            for key, value in zip(("rp", "rb", "sp", "sb"), counts):
+            for key, value in zip(("rp", "rb", "sp", "sb"), counts, strict=False):
                 total[key] += int(value)
         return totals
 

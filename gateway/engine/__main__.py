@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from ..parent_death import follow_parent
+from ..server.parent_death import follow_parent
 from .config import EngineConfigError, load_engine_config
 
 

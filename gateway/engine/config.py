@@ -27,7 +27,7 @@ class EngineConfig:
     tts: str = "kokoro"  # kokoro (falls back to espeak when its packages are absent) | espeak
     kokoro_path: Path | None = None  # a directory with a Kokoro *.onnx and a voices *.npz
     kokoro_voice: str = "jm_kumo"  # used for OpenAI's voice names ("alloy"…) and unknown ones
-    # CPU budget. Each model computes on ``threads`` threads, one model at a time (workers.py);
+    # CPU budget. Each model computes on ``threads`` threads, one model at a time (model_threads.py);
     # ``nice`` lowers the whole engine below the gateway so its 20 ms media pacing always wins a core.
     threads: int = max(1, os.cpu_count() or 1)
     nice: int = 5

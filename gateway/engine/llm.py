@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .workers import CpuTurns
+from .model_threads import CpuPriority
 
 # Spoken replies: the TTS reads every character, so the model is told to avoid what can't be said.
 SPOKEN_STYLE = (
@@ -32,22 +32,24 @@ class ReplyGenerator:
         self.context_tokens = context_tokens
 
     def generate(self, messages: list[dict[str, Any]], max_tokens: int, on_text: Callable[[str], None],
-                 stop: threading.Event, turns: CpuTurns | None = None) -> None:
-        """Blocking. Stops within one token once ``stop`` is set, and lets ``turns``' urgent jobs
+                 stop: threading.Event, priority: CpuPriority | None = None) -> None:
+        """Blocking. Stops within one token once ``stop`` is set, and lets ``priority``' urgent jobs
         (the TTS, another session's STT) have the CPU between tokens."""
         if stop.is_set():
             return
         # Greedy decoding: with sampling, the 1.5B model got simple facts wrong (capital → São Paulo).
-        stream = self._llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
-                                                  repeat_penalty=1.1, stream=True)
+        # llama-cpp-python's stubs type messages and chunks as TypedDict unions; ours are plain dicts.
+        stream: Any = self._llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1,  # type: ignore[arg-type]
+            stream=True)
         try:
             for chunk in stream:
-                if turns is not None:
-                    turns.wait_for_turn(stop)
+                if priority is not None:
+                    priority.wait_for_urgent(stop)
                 if stop.is_set():
                     break
-                text = chunk["choices"][0]["delta"].get("content")  # type: ignore[index]
+                text = chunk["choices"][0]["delta"].get("content")
                 if text:
                     on_text(text)
         finally:
-            stream.close()  # type: ignore[union-attr]
+            stream.close()

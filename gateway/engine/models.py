@@ -100,7 +100,6 @@ KOKORO_INT8 = PackagedModel("kokoro-82m-int8", (
 ))
 
 LLMS = {"qwen2.5-1.5b": QWEN_1_5B, "qwen2.5-0.5b": QWEN_0_5B}
-PACKAGED = (WHISPER_BASE, QWEN_1_5B, QWEN_0_5B, KOKORO_INT8)
 
 
 def default_cache_dir() -> Path:

@@ -3,7 +3,7 @@
 Models load once per process, in a worker thread, while ``/healthz`` answers 503; then each
 connection gets a :class:`SessionRunner` that owns its tasks (reading the socket, working
 through the session's commands, an early transcription) in one TaskGroup. Inference always runs
-on :class:`~.workers.Workers` threads, so the event loop keeps reading audio and streaming
+on :class:`~.model_threads.ModelThreads` threads, so the event loop keeps reading audio and streaming
 replies while Whisper, the LLM or the TTS compute.
 """
 
@@ -27,17 +27,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..config import DEFAULT_INSTRUCTIONS
-from ..events import ProtocolError, decode_audio, dumps, error_event, loads, server_event
+from ..core.audio_format import UPSTREAM_RATE
+from ..core.events import ProtocolError, decode_audio, dumps, error_event, loads, server_event
 from .commands import Cancel, Respond, Transcribe
 from .config import EngineConfig
 from .llm import SPOKEN_STYLE, ReplyGenerator
+from .model_threads import ModelThreads
 from .models import ModelError, choose_models
 from .session import EngineSession
 from .speech_text import SentenceSplitter, speakable
 from .stt import Transcriber
 from .tts import EspeakVoice, KokoroVoice
 from .vad import SpeechProbability
-from .workers import Workers
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,16 +94,16 @@ def _timed(job: Callable[..., T], *args: Any) -> tuple[T, float]:
 class SessionRunner:
     """One connection: the session's protocol logic plus the work its commands ask for."""
 
-    def __init__(self, connection: ServerConnection, models: Models, workers: Workers, config: EngineConfig) -> None:
+    def __init__(self, connection: ServerConnection, models: Models, threads: ModelThreads, config: EngineConfig) -> None:
         self._ws = connection
         self._models = models
-        self._workers = workers
+        self._threads = threads
         self._config = config
         self.session = EngineSession()
         self._vad = SpeechProbability()
         self._work: asyncio.Queue[Transcribe | Respond] = asyncio.Queue()
         self._stop_generation: dict[str, threading.Event] = {}
-        self._early: tuple[tuple[float, float], asyncio.Task[str]] | None = None  # key, transcription
+        self._early: tuple[tuple[float, float], asyncio.Task[tuple[str, float]]] | None = None  # key, transcription
         self._committed_at: dict[str, float] = {}  # response id → when its turn ended
 
     async def run(self) -> None:
@@ -177,7 +178,7 @@ class SessionRunner:
         """The user paused: transcribe now, so if the pause ends the turn the text is (nearly) ready."""
         if self._early is not None:
             self._early[1].cancel()
-        task = asyncio.create_task(self._workers.stt(_timed, self._models.transcriber.transcribe, command.pcm,
+        task = asyncio.create_task(self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
                                                      command.language))
         self._early = (command.audio_key, task)
 
@@ -189,7 +190,7 @@ class SessionRunner:
             return text, seconds, True
         if early is not None:
             early[1].cancel()
-        text, seconds = await self._workers.stt(_timed, self._models.transcriber.transcribe, command.pcm,
+        text, seconds = await self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
                                                 command.language)
         return text, seconds, False
 
@@ -201,9 +202,9 @@ class SessionRunner:
                 started = time.monotonic()
                 text, seconds, early = await self._transcription(command)
                 logger.info("timing %s", json.dumps({
-                    "item_id": command.item_id, "audio_s": round(len(command.pcm) / 24000, 3), "early": early,
+                    "item_id": command.item_id, "audio_s": round(len(command.pcm) / UPSTREAM_RATE, 3), "early": early,
                     "stt_ms": round(seconds * 1000, 1), "stt_wait_ms": round((time.monotonic() - started) * 1000, 1)}))
-                await self._flush_after(self.session.transcribed, command.item_id, text, len(command.pcm) / 24000)
+                await self._flush_after(self.session.transcribed, command.item_id, text, len(command.pcm) / UPSTREAM_RATE)
             elif self.session.response is not None and self.session.response.id == command.response_id:
                 await self._respond(command)
             else:
@@ -214,7 +215,7 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         stop = self._stop_generation[command.response_id] = threading.Event()
         texts: asyncio.Queue[str | None] = asyncio.Queue()
-        messages = self.session.conversation.messages(command.instructions)
+        messages = self.session.dialogue.messages(command.instructions)
         max_tokens = min(self._config.max_reply_tokens, command.max_tokens or self._config.max_reply_tokens)
         timing = _Timing(self._committed_at.pop(command.response_id, time.monotonic()))
         timing.mark("llm_start_ms")
@@ -227,8 +228,8 @@ class SessionRunner:
 
         async def generate() -> None:
             try:
-                await self._workers.llm(self._models.generator.generate, messages, max_tokens, on_text, stop,
-                                        self._workers.turns)
+                await self._threads.llm(self._models.generator.generate, messages, max_tokens, on_text, stop,
+                                        self._threads.priority)
             finally:
                 texts.put_nowait(None)
 
@@ -243,10 +244,10 @@ class SessionRunner:
                     timing.mark("llm_first_piece_ms")
                     pcm = None
                     if command.audio:
-                        pcm, seconds = await self._workers.tts(_timed, self._models.voice.synthesize,
+                        pcm, seconds = await self._threads.tts(_timed, self._models.voice.synthesize,
                                                                speakable(piece), command.voice, command.speed)
                         totals["tts_s"] += seconds
-                        totals["audio_s"] += len(pcm) / 24000
+                        totals["audio_s"] += len(pcm) / UPSTREAM_RATE
                     timing.mark("tts_first_piece_ms")
                     await self._flush_after(self.session.response_piece, command.response_id, piece, pcm)
                 if text is None:
@@ -271,7 +272,7 @@ class EngineServer:
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
         self._models: Models | None = None
-        self._workers = Workers()
+        self._threads = ModelThreads()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Plain HTTP before the WebSocket handshake: health checks, and 503 while loading."""
@@ -288,7 +289,7 @@ class EngineServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert self._models is not None
-        await SessionRunner(connection, self._models, self._workers, self._config).run()
+        await SessionRunner(connection, self._models, self._threads, self._config).run()
 
     async def serve_forever(self) -> None:
         try:
@@ -302,4 +303,4 @@ class EngineServer:
                 logger.info("engine ready in %.1f s", time.monotonic() - started)
                 await server.serve_forever()
         finally:
-            self._workers.close()
+            self._threads.close()

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..events import Event, error_event, new_id, server_event
-from ..policy import merge_session
+from ..core.audio_format import UPSTREAM_RATE as RATE
+from ..core.events import Event, error_event, new_id, server_event
+from ..core.policy import merge_session
 from .commands import Cancel, Command, Respond, Transcribe
-from .conversation import Conversation, Item, Piece
+from .dialogue import Dialogue, Item, Piece
 from .llm import SPOKEN_STYLE
 from .vad import TAIL_MS, TurnDetector, TurnEvent, detector_for
 
-RATE = 24000
 MIN_COMMIT_MS = 100
 
 
@@ -30,7 +30,6 @@ class _Response:
     id: str
     item: Item
     status: str = "in_progress"
-    started_audio: bool = False
     transcript: list[str] = field(default_factory=list)
 
 
@@ -52,7 +51,7 @@ def default_session() -> dict[str, Any]:
 class EngineSession:
     def __init__(self) -> None:
         self.session = default_session()
-        self.conversation = Conversation()
+        self.dialogue = Dialogue()
         self.outbox: list[Event] = []
         self.commands: list[Command] = []
         self._audio: list[np.ndarray] = []  # input buffer since the last commit/clear
@@ -170,7 +169,7 @@ class EngineSession:
         self._audio = []
         self._buffer_start_ms = self._stream_ms
         item = Item(item_id, "user", "input_audio")
-        previous = self.conversation.add(item)
+        previous = self.dialogue.add(item)
         self._send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
         self._send("conversation.item.done", previous_item_id=previous, item=item.to_json())
@@ -188,7 +187,7 @@ class EngineSession:
         self._send("input_audio_buffer.cleared")
 
     def transcribed(self, item_id: str, text: str, seconds: float) -> None:
-        item = self.conversation.get(item_id)
+        item = self.dialogue.get(item_id)
         if item is None:
             return  # deleted meanwhile
         item.text = text
@@ -210,16 +209,16 @@ class EngineSession:
         kind = {"user": "input_text", "system": "input_text", "assistant": "output_text"}[role]
         item = Item(spec.get("id") or new_id("item"), role, kind, text)
         previous_id = event.get("previous_item_id")
-        if previous_id is not None and previous_id not in self.conversation:
+        if previous_id is not None and previous_id not in self.dialogue:
             self._error(f"previous_item_id '{previous_id}' does not exist.", "item_not_found",
                         event.get("event_id"), "previous_item_id")
             return
-        previous = self.conversation.add(item, previous_id)
+        previous = self.dialogue.add(item, previous_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
         self._send("conversation.item.done", previous_item_id=previous, item=item.to_json())
 
     def _item_or_error(self, event: Event) -> Item | None:
-        item = self.conversation.get(event["item_id"])
+        item = self.dialogue.get(event["item_id"])
         if item is None:
             self._error(f"Item '{event['item_id']}' does not exist.", "item_not_found", event.get("event_id"),
                         "item_id")
@@ -232,7 +231,7 @@ class EngineSession:
 
     def _conversation_item_delete(self, event: Event) -> None:
         if self._item_or_error(event) is not None:
-            self.conversation.delete(event["item_id"])
+            self.dialogue.delete(event["item_id"])
             self._send("conversation.item.deleted", item_id=event["item_id"])
 
     def _conversation_item_truncate(self, event: Event) -> None:
@@ -275,7 +274,7 @@ class EngineSession:
         self.response = _Response(response_id, item)
         self._send("response.created", response={"id": response_id, "object": "realtime.response",
                                                  "status": "in_progress", "output": []})
-        previous = self.conversation.add(item)
+        previous = self.dialogue.add(item)
         self._send("response.output_item.added", response_id=response_id, output_index=0, item=item.to_json())
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
         part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}

@@ -29,7 +29,7 @@ class SentenceSplitter:
     def push(self, text: str) -> list[str]:
         """Complete pieces found after adding ``text``."""
         self._buffer += text
-        pieces = []
+        pieces: list[str] = []
         while True:
             end = self._piece_end()
             if end is None:

@@ -10,9 +10,15 @@ the audio: ~150–250 ms per turn, same transcripts on our pt-BR test set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soxr
+
+if TYPE_CHECKING:
+    import ctranslate2
+
+from ..core.audio_format import UPSTREAM_RATE
 
 STT_RATE = 16000
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
@@ -33,11 +39,11 @@ class Transcriber:
         self._tokenizer_class = Tokenizer
         self._tokenizers: dict[str, Tokenizer] = {}
 
-    def _features(self, pcm24: np.ndarray) -> "ctranslate2.StorageView":  # noqa: F821
+    def _features(self, pcm24: np.ndarray) -> ctranslate2.StorageView:
         """Log-mel features padded to the next whole second (≥ MIN_WINDOW_S), not to 30 s."""
         import ctranslate2
 
-        audio = soxr.resample(pcm24.astype(np.float32) / 32768.0, 24000, STT_RATE, quality="HQ")
+        audio = soxr.resample(pcm24.astype(np.float32) / 32768.0, UPSTREAM_RATE, STT_RATE, quality="HQ")
         features = self._whisper.feature_extractor(audio)
         frames = features.shape[1]
         window = min(MAX_WINDOW_FRAMES, max(MIN_WINDOW_S * FRAMES_PER_SECOND,
@@ -55,7 +61,7 @@ class Transcriber:
     def transcribe(self, pcm24: np.ndarray, language: str | None) -> str:
         """Blocking; call from a worker thread. ``language`` defaults to Portuguese: Whisper's own
         detection picked Spanish or Romanian for short Brazilian Portuguese turns."""
-        seconds = len(pcm24) / 24000
+        seconds = len(pcm24) / UPSTREAM_RATE
         if seconds < 0.1:
             return ""
         language = (language or "pt").split("-")[0].lower()

@@ -17,9 +17,9 @@ import wave
 import numpy as np
 import soxr
 
+from ..core.audio_format import UPSTREAM_RATE as RATE
 from .models import KokoroFiles, ModelError
 
-RATE = 24000
 _MAX_TOKENS = 500
 _PUNCTUATION = re.compile(r"\s*([,.!?;:…])\s*")
 _IPA_FIXES = str.maketrans({"æ": "ɐ"})  # espeak's pt-br /æ/ is not in Kokoro's vocabulary; ɐ is close

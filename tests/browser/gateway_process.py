@@ -16,8 +16,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from ..conftest import free_port
-from ..fake_upstream import FakeRealtimeServer
+from tests.conftest import free_port
+from tests.fake_upstream import FakeRealtimeServer
+
 from .conftest import ROOT, WEB
 
 
@@ -92,7 +93,7 @@ def self_signed_certificate(directory: Path, address: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                    .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=1))

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import GatewayFactory
-from ..fake_upstream import FakeRealtimeServer
-from ..turn_server import turn_server  # noqa: F401  (fixture)
-from .conftest import (WEB, inbound_audio_energy, open_page, screenshot, until, wait_state,
-                       write_mic_wav)
+from tests.conftest import GatewayFactory
+from tests.fake_upstream import FakeRealtimeServer
+from tests.turn_server import turn_server  # noqa: F401  (fixture)
+
+from .conftest import WEB, inbound_audio_energy, open_page, screenshot, until, wait_state, write_mic_wav
 
 pytestmark = pytest.mark.browser
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, Route
 
-from ..conftest import GatewayFactory
-from ..fake_upstream import FakeRealtimeServer
-from .conftest import (PHONE, WEB, open_page, say, screenshot, state_of, wait_state,
-                       write_mic_wav)
+from tests.conftest import GatewayFactory
+from tests.fake_upstream import FakeRealtimeServer
+
+from .conftest import PHONE, WEB, open_page, say, screenshot, state_of, wait_state, write_mic_wav
 from .gateway_process import GatewayProcess, non_loopback_ip, self_signed_certificate
 
 pytestmark = pytest.mark.browser

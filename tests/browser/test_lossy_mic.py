@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ..conftest import GatewayFactory
+from tests.conftest import GatewayFactory
+
 from .conftest import WEB, answer_ports, dropped_udp, open_page, say, start_call
 
 pytestmark = pytest.mark.browser

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import GatewayFactory
-from ..fake_upstream import FakeRealtimeServer
-from .conftest import (WEB, answer_ports, dropped_udp, open_page, say, screenshot, start_call, state_of, until,
-                       wait_state)
+from tests.conftest import GatewayFactory
+from tests.fake_upstream import FakeRealtimeServer
+
+from .conftest import (
+    WEB,
+    answer_ports,
+    dropped_udp,
+    open_page,
+    say,
+    screenshot,
+    start_call,
+    state_of,
+    until,
+    wait_state,
+)
 
 pytestmark = pytest.mark.browser
 

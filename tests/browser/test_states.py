@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Route
 
-from ..conftest import GatewayFactory
-from ..fake_upstream import FakeRealtimeServer
+from tests.conftest import GatewayFactory
+from tests.fake_upstream import FakeRealtimeServer
+
 from .conftest import DEVICES, PHONE, WEB, axe_violations, device_name, open_page, screenshot, wait_state, write_mic_wav
 
 pytestmark = pytest.mark.browser

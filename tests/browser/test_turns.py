@@ -15,9 +15,26 @@ import aiohttp
 import pytest
 from playwright.async_api import Page
 
-from ..conftest import GatewayFactory, RunningGateway
-from .conftest import (DESKTOP, DEVICES, PHONE, WEB, axe_violations, device_name, inbound_audio_energy, open_page,
-                       record_states, say, screenshot, seen_states, server_events, speech_wav, state_of, wait_state)
+from tests.conftest import GatewayFactory, RunningGateway
+
+from .conftest import (
+    DESKTOP,
+    DEVICES,
+    PHONE,
+    WEB,
+    axe_violations,
+    device_name,
+    inbound_audio_energy,
+    open_page,
+    record_states,
+    say,
+    screenshot,
+    seen_states,
+    server_events,
+    speech_wav,
+    state_of,
+    wait_state,
+)
 
 pytestmark = pytest.mark.browser
 ENGINE_TIMEOUT = 90  # s: a shared 2-core machine may be slow to transcribe, think and speak

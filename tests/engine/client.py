@@ -6,12 +6,13 @@ import asyncio
 import base64
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
-from ..schema import server_event_problem
+from tests.schema import server_event_problem
 
 RATE = 24000
 FRAME = 480  # 20 ms
@@ -74,7 +75,7 @@ class EngineClient:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def reply_audio(self, response_id: str) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 
 from gateway.engine.models import WHISPER_BASE, default_cache_dir, materialize
 from gateway.engine.stt import Transcriber
+from tests.audio_tools import DATA, read_wav
 
-from ..audio_tools import DATA, read_wav
 from .client import EngineClient, silence
 
 pytestmark = pytest.mark.engine

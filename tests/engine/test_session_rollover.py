@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.resample import Upsampler
+from gateway.media.resample import Upsampler
+from tests.conftest import free_port, gateway_config, start_gateway
+from tests.peers import ClientPeer
 
-from ..conftest import free_port, gateway_config, start_gateway
-from ..peers import ClientPeer
 from .client import silence
 from .test_engine import wav
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.resample import Upsampler
+from gateway.media.resample import Upsampler
+from tests.conftest import gateway_config, start_gateway
+from tests.peers import ClientPeer
 
-from ..conftest import gateway_config, start_gateway
-from ..peers import ClientPeer
 from .client import silence
 from .test_engine import wav
 

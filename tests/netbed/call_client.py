@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.outbound_codec import OpusPacketizer
-from gateway.resample import Upsampler
+from gateway.media.outbound_codec import OpusPacketizer
+from gateway.media.resample import Upsampler
 from tests.audio_tools import read_wav
 from tests.peers import ClientPeer
 

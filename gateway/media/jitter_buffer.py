@@ -1,0 +1,307 @@
+"""Receive-side audio jitter buffer for a listener that is a model, not a loudspeaker.
+
+A loudspeaker needs samples at a steady pace, so its buffer delays *every* packet by a target
+delay. The Realtime upstream consumes a stream: it needs every 20 ms of the caller's timeline,
+in order, soon, but not at an exact pace. So here a packet that arrives in order leaves at once
+(zero added delay on a clean network), and the adaptive target delay — :attr:`JitterBuffer.wait`
+— is only spent when something is missing:
+
+- **Gap** (a later packet is here, the next one is not): wait for the missing one (reordering)
+  until ``wait`` has passed, then rebuild it from the next packet's in-band FEC if that packet is
+  here, else conceal it. A packet that comes after its frame was rebuilt is *late* and dropped.
+- **Stall** (nothing is here): once the next packet is ``2 frames + wait`` overdue, conceal on
+  the frame clock so the upstream keeps a continuous cadence (its VAD keeps measuring time).
+  These frames are *inserted*: they use no sequence number, so a packet that was only delayed is
+  still played when it comes (the stream stretches by a frame instead of losing a real one),
+  while a burst that was really lost is not concealed twice.
+- **Timestamp jump** without a sequence gap (DTX, silence suppression): the skipped time is
+  filled with concealment (libopus fades it to silence), minus what a stall already inserted,
+  so a second of the caller's timeline stays a second upstream.
+
+``wait`` follows the lateness actually seen — how long after they were first missed reordered
+or delayed packets still came — over the last ``memory_s`` seconds, plus a margin, bounded by
+``min_wait``/``max_wait``: 10 ms on a clean network, growing under jitter, back down once the
+network has been calm for ``memory_s``.
+
+Sans-I/O: times are passed in; :meth:`JitterBuffer.deadline` says when to call :meth:`pop`
+if no packet arrives first.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..core.audio_format import WEBRTC_RATE
+from ..core.stats import percentile
+from .rtp import extend_sequence
+
+TS_MOD = 1 << 32
+DEFAULT_STEP = 960  # 20 ms
+MAX_STEP = 5760  # 120 ms: the longest Opus packet
+MAX_FILL_FRAMES = 50  # a timestamp jump longer than 1 s is a discontinuity, not silence
+
+
+class Origin(enum.Enum):
+    PACKET = "decoded"
+    FEC = "fec"
+    CONCEAL = "concealed"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One frame to produce: decode ``payload`` (PACKET), rebuild the frame before ``payload``
+    from its FEC (FEC), or conceal ``samples`` (CONCEAL, no payload)."""
+
+    origin: Origin
+    payload: bytes | None
+    samples: int  # duration at 48 kHz (what FEC or concealment must produce)
+    received_at: float  # arrival of the packet used; for concealment, when it was decided
+    inserted: bool = False  # concealment standing for time, not for a missing sequence number
+
+
+class _Packet(NamedTuple):
+    timestamp: int
+    payload: bytes
+    arrival: float
+
+
+@dataclass
+class JitterStats:
+    """Counters since the stream began (kept across SSRC changes)."""
+
+    received: int = 0  # packets pushed, duplicates and late ones included
+    duplicate: int = 0
+    late: int = 0  # came after their frame was rebuilt or concealed: unused
+    decoded: int = 0
+    fec: int = 0  # frames rebuilt from the next packet's in-band FEC
+    concealed: int = 0  # frames invented for missing packets
+    inserted: int = 0  # frames invented for time without packets (stalls, DTX)
+    resyncs: int = 0  # the sender's numbering jumped (restart, long outage)
+    delays: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=3000))
+
+    def delay_percentile(self, q: float) -> float:
+        """Seconds a received packet was held before its frame left (decoded and FEC frames)."""
+        if not self.delays:
+            return 0.0
+        return percentile(sorted(self.delays), q / 100)
+
+
+class _WindowMax:
+    """Maximum of the values seen in the last ``span`` seconds (monotonic deque, O(1))."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._entries: collections.deque[tuple[float, float]] = collections.deque()
+
+    def add(self, now: float, value: float) -> None:
+        while self._entries and self._entries[-1][1] <= value:
+            self._entries.pop()
+        self._entries.append((now, value))
+
+    def get(self, now: float) -> float | None:
+        while self._entries and self._entries[0][0] < now - self.span:
+            self._entries.popleft()
+        return self._entries[0][1] if self._entries else None
+
+
+class JitterBuffer:
+    def __init__(self, *, min_wait: float = 0.01, max_wait: float = 0.12, margin: float = 0.005,
+                 memory_s: float = 5.0, resync_after: int = 100) -> None:
+        self.min_wait = min_wait
+        self.max_wait = max_wait
+        self.margin = margin
+        self.resync_after = resync_after
+        self.stats = JitterStats()
+        self._lateness = _WindowMax(memory_s)
+        self._packets: dict[int, _Packet] = {}  # extended sequence number → packet
+        self._next: int | None = None  # extended sequence number due next
+        self._highest: int | None = None
+        self._first: int | None = None
+        self._numbered_before = 0  # packets numbered by the sender before the last resync/reset
+        self._step = DEFAULT_STEP
+        self._played_ts: int | None = None  # RTP timestamp of the last frame released in sequence
+        self._last_arrival = 0.0
+        self._now = 0.0
+        self._stalled = 0  # frames inserted since the last arrival
+        self._credit = 0  # inserted frames not yet matched by a missing packet or a timestamp jump
+        self._overdue_since: float | None = None  # when the packet due next was first missed
+        self._given_up: dict[int, tuple[float, float]] = {}  # seq rebuilt without its packet → (when, wait)
+        self._newest: tuple[int, int] | None = None  # (sequence, timestamp) of the newest packet
+        self._candidate: tuple[int, int, bytes, float] | None = None  # a far jump awaiting confirmation
+
+    # --- input -------------------------------------------------------------------------------
+
+    def push(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
+        """A packet arrived: ``seq`` and ``timestamp`` straight from its RTP header."""
+        self._now = now
+        self.stats.received += 1
+        ext = self._extend(seq)
+        if self._next is None:
+            self._start(ext)
+        elif abs(ext - self._next) > self.resync_after:
+            # A long outage or a restarted sender if the next packet follows on; else a stray.
+            candidate, self._candidate = self._candidate, (ext, timestamp, payload, now)
+            if candidate is None or ext != candidate[0] + 1:
+                return
+            self._resync(candidate[0])
+            self._store(*candidate)
+        self._candidate = None
+        assert self._next is not None  # set by _start or _resync above
+        if ext < self._next:
+            self._arrived_too_late(ext, now)
+            return
+        if ext in self._packets:
+            self.stats.duplicate += 1
+            return
+        if ext == self._next and (self._packets or self._overdue_since is not None):
+            self._lateness.add(now, now - self._gap_start())  # reordered or delayed, still in time
+        self._store(ext, timestamp, payload, now)
+
+    def _store(self, ext: int, timestamp: int, payload: bytes, now: float) -> None:
+        newest = self._newest
+        if newest is not None and ext == newest[0] + 1:
+            difference = (timestamp - newest[1]) % TS_MOD
+            if 0 < difference <= MAX_STEP:
+                self._step = difference  # packet duration, learnt from consecutive packets
+        if newest is None or ext > newest[0]:
+            self._newest = (ext, timestamp)
+        self._packets[ext] = _Packet(timestamp, payload, now)
+        if ext > self._highest:  # type: ignore[operator]
+            self._highest = ext
+        self._last_arrival = now
+        self._stalled = 0
+
+    def _extend(self, seq: int) -> int:
+        """16-bit RTP sequence → monotonically extended, wrap-around included."""
+        return seq if self._highest is None else extend_sequence(seq, self._highest)
+
+    def _start(self, ext: int) -> None:
+        self._next = self._highest = self._first = ext
+
+    def _resync(self, ext: int) -> None:
+        self.stats.resyncs += 1
+        self._numbered_before = self.packets_sent
+        self._packets.clear()
+        self._given_up.clear()
+        self._played_ts = self._overdue_since = self._newest = None
+        self._credit = 0
+        self._start(ext)
+
+    def _arrived_too_late(self, ext: int, now: float) -> None:
+        gave_up = self._given_up.pop(ext, None)
+        if gave_up is None:  # already played from its own packet
+            self.stats.duplicate += 1
+            return
+        self.stats.late += 1  # waiting this much longer would have saved it
+        when, wait = gave_up
+        self._lateness.add(now, now - when + wait)
+
+    def reset(self) -> None:
+        """A new stream (SSRC change): forget sequence state, keep statistics and learnt jitter."""
+        self._numbered_before = self.packets_sent
+        self._packets.clear()
+        self._given_up.clear()
+        self._next = self._highest = self._first = self._played_ts = self._overdue_since = None
+        self._newest = self._candidate = None
+        self._stalled = self._credit = 0
+
+    @property
+    def packets_sent(self) -> int:
+        """Packets the sender numbered since the stream began (received or not)."""
+        current = 0 if self._first is None or self._highest is None else self._highest - self._first + 1
+        return self._numbered_before + current
+
+    @property
+    def packets_lost(self) -> int:
+        """Packets that never arrived (late ones did arrive, so they are not lost)."""
+        return max(0, self.packets_sent - (self.stats.received - self.stats.duplicate))
+
+    # --- output ------------------------------------------------------------------------------
+
+    @property
+    def wait(self) -> float:
+        """How long a missing packet is waited for before it is rebuilt or concealed."""
+        worst = self._lateness.get(self._now)
+        if worst is None:
+            return self.min_wait
+        return min(self.max_wait, max(self.min_wait, worst + self.margin))
+
+    @property
+    def frame_s(self) -> float:
+        return self._step / WEBRTC_RATE
+
+    def _gap_start(self) -> float:
+        """Since when the packet due next has been missed."""
+        start = min(p.arrival for p in self._packets.values()) if self._packets else self._now
+        return start if self._overdue_since is None else min(start, self._overdue_since)
+
+    def deadline(self) -> float | None:
+        """When :meth:`pop` has something to release if no packet arrives before."""
+        if self._next is None:
+            return None
+        if self._packets:
+            return self._last_arrival if self._next in self._packets else self._gap_start() + self.wait
+        return self._last_arrival + (self._stalled + 2) * self.frame_s + self.wait
+
+    def pop(self, now: float) -> list[Release]:
+        """Every frame due by ``now``, in order."""
+        self._now = now
+        out: list[Release] = []
+        stats = self.stats
+        while self._next is not None:
+            packet = self._packets.pop(self._next, None)
+            if packet is not None:
+                self._fill_timestamp_jump(packet, out)
+                out.append(Release(Origin.PACKET, packet.payload, self._step, packet.arrival))
+                stats.decoded += 1
+                stats.delays.append(now - packet.arrival)
+                self._played_ts = packet.timestamp
+                self._advance()
+                continue
+            if self._packets:  # a gap: wait for the missing packet, then rebuild or conceal it
+                if now < self._gap_start() + self.wait:
+                    break
+                following = self._packets.get(self._next + 1)
+                if following is not None:  # real audio, even if a stall already stood for its time
+                    out.append(Release(Origin.FEC, following.payload, self._step, following.arrival))
+                    stats.fec += 1
+                    stats.delays.append(now - following.arrival)
+                elif self._credit:
+                    self._credit -= 1  # an inserted frame already stood for this one
+                else:
+                    out.append(Release(Origin.CONCEAL, None, self._step, now))
+                    stats.concealed += 1
+                self._given_up[self._next] = (now, self.wait)
+                if len(self._given_up) > 2 * self.resync_after:
+                    del self._given_up[next(iter(self._given_up))]
+                if self._played_ts is not None:
+                    self._played_ts = (self._played_ts + self._step) % TS_MOD
+                self._advance()
+                continue
+            if now < self._last_arrival + (self._stalled + 2) * self.frame_s + self.wait:
+                break
+            if self._overdue_since is None:  # the stream stalled: keep the cadence
+                self._overdue_since = now - self.wait
+            out.append(Release(Origin.CONCEAL, None, self._step, now, inserted=True))
+            stats.inserted += 1
+            self._stalled += 1
+            self._credit += 1
+        return out
+
+    def _fill_timestamp_jump(self, packet: _Packet, out: list[Release]) -> None:
+        """Time the sender skipped (DTX) becomes concealment, less what a stall inserted."""
+        if self._played_ts is not None:
+            skipped = ((packet.timestamp - self._played_ts) % TS_MOD) // self._step - 1
+            if 0 < skipped <= MAX_FILL_FRAMES:
+                for _ in range(max(0, skipped - self._credit)):
+                    out.append(Release(Origin.CONCEAL, None, self._step, packet.arrival, inserted=True))
+                    self.stats.inserted += 1
+        self._credit = 0  # a stall longer than the jump stretched the stream instead
+
+    def _advance(self) -> None:
+        assert self._next is not None
+        self._next += 1
+        self._overdue_since = None

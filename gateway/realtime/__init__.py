@@ -1,0 +1,1 @@
+"""The upstream side: the Realtime WebSocket and the link that keeps it open."""

@@ -1,0 +1,130 @@
+"""The WebSocket to the Realtime API (OpenAI, a compatible endpoint, or the local engine).
+
+Thin I/O: it opens the socket with the right auth header, turns frames into event dicts and
+back, and maps handshake failures to :class:`UpstreamError` with a reason a user can act on.
+What the events mean is the conversation core's business.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.version import version as websockets_version
+
+from ..core.events import Event, ProtocolError, dumps, loads
+
+logger = logging.getLogger(__name__)
+
+
+class _RedactingLogger(logging.LoggerAdapter):
+    """websockets logs every handshake header at DEBUG, the API key's header included."""
+
+    SECRET_HEADERS = frozenset({"authorization", "api-key", "openai-organization"})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if len(args) == 2 and str(args[0]).lower() in self.SECRET_HEADERS:
+            args = (args[0], "<redacted>")
+        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_WIRE_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or ended the session; ``fatal`` means do not retry."""
+
+    def __init__(self, message: str, code: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+
+def realtime_url(base: str, model: str) -> str:
+    """Add ``model=`` unless the URL already names a model or an Azure deployment."""
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    if "model" not in query and "deployment" not in query:
+        query["model"] = model
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def auth_headers(header: str, api_key: str | None) -> dict[str, str]:
+    if not api_key:
+        return {}
+    if header.lower() == "authorization":
+        return {"Authorization": f"Bearer {api_key}"}
+    return {header: api_key}
+
+
+def _handshake_error(exc: Exception) -> UpstreamError:
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response.body else ""
+        if status == 401:
+            return UpstreamError(f"The upstream rejected the API key (HTTP 401). {body}".strip(),
+                                 "invalid_api_key", fatal=True)
+        if status == 403:
+            return UpstreamError(f"The upstream refused access (HTTP 403). {body}".strip(),
+                                 "forbidden", fatal=True)
+        if status == 404:
+            return UpstreamError(f"The upstream has no Realtime endpoint or model here (HTTP 404). {body}".strip(),
+                                 "model_not_found", fatal=True)
+        if status == 429:
+            return UpstreamError(f"The upstream is rate limiting or out of quota (HTTP 429). {body}".strip(),
+                                 "rate_limited")
+        return UpstreamError(f"The upstream answered HTTP {status}. {body}".strip(), "upstream_unavailable")
+    return UpstreamError(f"Could not reach the upstream: {exc}", "upstream_unavailable")
+
+
+class Upstream:
+    """One open Realtime WebSocket."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self._ws = connection
+
+    @classmethod
+    async def connect(cls, url: str, headers: Mapping[str, str], timeout: float, ping_s: float = 5.0) -> Upstream:
+        """``ping_s``: ping interval and timeout, so a hung upstream is noticed within 2 × ping_s."""
+        try:
+            connection = await connect(
+                url,
+                additional_headers=dict(headers),
+                open_timeout=timeout,
+                ping_interval=ping_s,
+                ping_timeout=ping_s,
+                close_timeout=1.0,  # a hung peer never answers our close frame
+                max_size=16 * 1024 * 1024,
+                compression=None,  # audio does not compress; deflate only costs CPU and latency
+                logger=_WIRE_LOGGER,
+                user_agent_header=f"realtime-gateway websockets/{websockets_version}",
+            )
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
+            raise _handshake_error(exc) from None
+        return cls(connection)
+
+    async def send(self, event: Event) -> None:
+        await self._ws.send(dumps(event))
+
+    async def send_text(self, message: str) -> None:
+        """Send an already serialized event (the call's writer queue holds text)."""
+        await self._ws.send(message)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Server events until the socket closes; ends quietly on a normal close."""
+        try:
+            async for message in self._ws:
+                try:
+                    yield loads(message)
+                except ProtocolError as exc:
+                    logger.warning("upstream sent something that is not an event: %s", exc)
+        except ConnectionClosed as exc:
+            if exc.rcvd is None or exc.rcvd.code not in (1000, 1001):
+                reason = exc.rcvd.reason if exc.rcvd else "no close frame"
+                raise UpstreamError(f"The upstream connection dropped ({reason}).", "upstream_disconnected") from None
+
+    async def close(self) -> None:
+        await self._ws.close()

@@ -1,0 +1,148 @@
+"""The call's link to the Realtime API: one socket at a time, replaced without hanging up.
+
+A socket that drops or fails is reopened with bounded backoff while the WebRTC call stays up;
+before the provider's session cap (60 min at OpenAI) the session is replaced at a quiet moment.
+Either way the conversation core replays the configuration and earlier turns into the new
+session. Only a fatal error (bad key, quota) or a reconnect budget spent ends the call.
+
+Ownership: the call runs :meth:`UpstreamLink.run` in its TaskGroup; ``run`` owns, per socket,
+a writer task and a roll-over watcher, both cancelled before the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from websockets.exceptions import ConnectionClosed
+
+from ..config import Config
+from ..core.conversation import Conversation, State
+from ..core.events import Event, error_event
+from ..core.reconnect import ReconnectPolicy
+from ..server.metrics import GatewayMetrics
+from .upstream import Upstream, UpstreamError, auth_headers, realtime_url
+
+logger = logging.getLogger(__name__)
+
+
+class LinkFailed(Exception):
+    """The call cannot go on: ``reason`` for the logs, ``error`` for the client."""
+
+    def __init__(self, reason: str, error: Event) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+class UpstreamLink:
+    def __init__(self, config: Config, conversation: Conversation, metrics: GatewayMetrics,
+                 on_event: Callable[[Event], None], on_flush: Callable[[], None]) -> None:
+        self._config = config
+        self._conversation = conversation
+        self._metrics = metrics
+        self._on_event = on_event
+        self._on_flush = on_flush
+        # (serialized event, is audio, when its RTP arrived — None when it was made here, e.g.
+        # concealment): audio and events in one ordered stream.
+        self.queue: asyncio.Queue[tuple[str, bool, float | None]] = asyncio.Queue()
+        self.queued_audio = 0
+        self.connects = 0
+        self.first_connect_s: float | None = None
+        self._rolling_over = False
+        self._reconnect = ReconnectPolicy(config.upstream_reconnect_timeout_s)
+
+    def send(self, message: str, *, audio: bool = False, received_at: float | None = None) -> None:
+        if audio:
+            self.queued_audio += 1
+        self.queue.put_nowait((message, audio, received_at))
+
+    async def run(self) -> None:
+        """Keep a session open until cancelled; raises :class:`LinkFailed` when it must stop."""
+        while True:
+            started = time.monotonic()
+            try:
+                upstream = await self._connect()
+            except UpstreamError as exc:
+                self._metrics.upstream_error(exc.code)
+                delay = self._reconnect.failed(time.monotonic(), fatal=exc.fatal)
+                if delay is None:
+                    raise LinkFailed(exc.code, error_event(str(exc), code=exc.code, type_="server_error")) from None
+                logger.warning("upstream reconnect failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._reconnect.connected()
+            self.connects += 1
+            connect_s = time.monotonic() - started
+            self._metrics.upstream_connect.observe(connect_s)
+            if self.first_connect_s is None:
+                self.first_connect_s = connect_s
+            reason = await self._serve(upstream)
+            planned = reason == "rollover"
+            logger.info("upstream session ended (%s): %s", reason,
+                        "moving to a new session" if planned else "reconnecting")
+            self._conversation.upstream_lost(reason, quietly=planned)
+            self._on_flush()
+            self._reconnect.lost(time.monotonic())
+
+    async def _connect(self) -> Upstream:
+        config = self._config
+        return await Upstream.connect(realtime_url(config.realtime_url, config.model),
+                                      auth_headers(config.upstream_auth_header, config.openai_api_key),
+                                      config.upstream_connect_timeout_s, config.upstream_ping_s)
+
+    async def _serve(self, upstream: Upstream) -> str:
+        """One socket's life: restore first, then relay; returns why it ended."""
+        self._rolling_over = False
+        ended = "closed by the upstream"
+        try:
+            self._conversation.upstream_opened()
+            for event in self._conversation.data_to_upstream():  # configuration before any audio
+                await upstream.send(event)
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self._write(upstream), name="upstream-writer")
+                watcher = tasks.create_task(self._watch_session_age(upstream), name="upstream-rollover")
+                try:
+                    async for event in upstream.events():
+                        self._on_event(event)
+                finally:
+                    writer.cancel()
+                    watcher.cancel()
+            if self._rolling_over:
+                ended = "rollover"
+        except* (UpstreamError, ConnectionClosed) as group:
+            error = group.exceptions[0]
+            ended = error.code if isinstance(error, UpstreamError) else "connection closed"
+        finally:
+            try:
+                await asyncio.wait_for(upstream.close(), 2.0)
+            except (TimeoutError, OSError):
+                pass
+        return ended
+
+    async def _write(self, upstream: Upstream) -> None:
+        """The only writer of the socket after set-up, so audio and events keep their order."""
+        inbound_latency = self._metrics.inbound_latency
+        while True:
+            message, audio, received_at = await self.queue.get()
+            try:
+                await upstream.send_text(message)
+            except ConnectionClosed:
+                return  # the reader sees the closure and decides what happens next
+            if audio:
+                self.queued_audio -= 1
+            if received_at is not None:
+                inbound_latency.observe(time.monotonic() - received_at)
+
+    async def _watch_session_age(self, upstream: Upstream) -> None:
+        """Past the configured session age, close at the first quiet moment (nobody talking)."""
+        limit = self._config.upstream_session_max_s
+        if not limit:
+            return
+        await asyncio.sleep(limit)
+        while not (self._conversation.quiet and self._conversation.state is State.READY):
+            await asyncio.sleep(0.1)
+        self._rolling_over = True
+        await upstream.close()

@@ -1,0 +1,1 @@
+"""The HTTP interface, the calls it holds, and the processes that serve it."""

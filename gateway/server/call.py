@@ -1,0 +1,338 @@
+"""One call: a browser's peer connection bound to one upstream Realtime session.
+
+The call owns everything it starts. :meth:`Call.accept` answers the SDP offer; :meth:`Call.run`
+(owned by the registry) supervises the call's tasks in one TaskGroup — upstream reader, upstream
+writer, mic pump, ICE watchdog — and tears everything down when any of them ends the call, when
+the peer disappears, or when :meth:`Call.end` is called (DELETE, shutdown). Decisions belong to
+the sans-I/O core — :class:`~gateway.core.conversation.Conversation` for the Realtime events,
+:class:`~gateway.core.call_state.CallState` for the browser's connections, data channel and mic
+backlog; this module only moves data and supplies the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from ..config import Config
+from ..core.audio_format import UPSTREAM_RATE
+from ..core.call_state import CallLimits, CallState
+from ..core.conversation import Conversation, State
+from ..core.errors import NotFound
+from ..core.events import Event, append_message, dumps, error_event
+from ..core.policy import SessionPolicy
+from ..core.stats import percentiles
+from ..media.inbound_audio import MicFrame
+from ..realtime.upstream_link import LinkFailed, UpstreamLink
+from ..webrtc.browser_peer import BrowserPeer, MicFactory
+from ..webrtc.ice import IceServers
+from .metrics import GatewayMetrics
+from .worker_pool import tag
+
+logger = logging.getLogger(__name__)
+
+
+
+class _HangUp(Exception):
+    """Raised inside the call's TaskGroup to cancel every task of the call."""
+
+
+@dataclass
+class CallSummary:
+    """What one log line per call reports at hang-up."""
+
+    reason: str
+    duration_s: float
+    upstream_connect_ms: float | None
+    session_ready_ms: float | None
+    turns: int
+    interruptions: int
+    audio_in_s: float
+    audio_out_s: float
+    turn_latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p90 / max
+    mic_frames: dict[str, int] = field(default_factory=dict)  # by origin: decoded / fec / concealed
+    dropped_frames: int = 0  # mic frames not sent: the upstream was not keeping up
+    jitter_buffer_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 of held-back delay
+
+    def log_line(self) -> str:
+        def fmt(values: dict[str, float]) -> str:
+            return "/".join(f"{v:.0f}" for v in values.values()) or "-"
+
+        return (f"call ended: reason={self.reason} duration={self.duration_s:.1f}s turns={self.turns} "
+                f"interruptions={self.interruptions} audio_in={self.audio_in_s:.1f}s "
+                f"audio_out={self.audio_out_s:.1f}s turn_latency_ms(p50/p90/max)={fmt(self.turn_latency_ms)} "
+                f"mic_frames={self.mic_frames or '-'} dropped_frames={self.dropped_frames} "
+                f"jitter_buffer_ms(p50/p95)={fmt(self.jitter_buffer_ms)} "
+                f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
+
+
+def new_resume_token(prefix: str = "rsm_") -> str:
+    return f"{prefix}{secrets.token_urlsafe(24)}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+class Call:
+    def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
+                 ice: IceServers | None = None,
+                 mic_source: MicFactory | None = None,
+                 metrics: GatewayMetrics | None = None, created_at: float | None = None) -> None:
+        self.id = call_id
+        self._config = config
+        self._metrics = metrics or GatewayMetrics()
+        self._started = created_at if created_at is not None else time.monotonic()
+        self._ice = ice or IceServers(config)
+        self._mic_source = mic_source
+        self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
+                                         playout_delay_ms=config.playout_delay_ms)
+        self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
+        self._peer = self._new_peer()
+        self._next_peer: BrowserPeer | None = None  # a resumed connection waiting to take over
+        self._resumed = asyncio.Event()
+        self._state = CallState(CallLimits(resume_grace_s=config.resume_grace_s), self._started)
+        self._resume_prefix = tag("rsm_", config.worker_index)
+        self.resume_token = new_resume_token(self._resume_prefix)
+        self._ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.lingering_close: asyncio.Future[Any] | None = None  # a close that outlived the call
+        self._lingering: list[asyncio.Future[None]] = []
+        self._end_error: Event | None = None
+        self._session_ready_ms: float | None = None
+        self._audio_in_samples = 0
+        self._frames_out = 0
+        self._mic_frames: collections.Counter[str] = collections.Counter()
+
+    def _new_peer(self) -> BrowserPeer:
+        """A peer configured with the STUN/TURN servers healthy right now (fresh at each resume)."""
+        return BrowserPeer(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
+                           on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
+                           metrics=self._metrics, started=self._started, mic_source=self._mic_source)
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._peer.pc
+
+    @property
+    def resumes(self) -> int:
+        return self._state.resumes
+
+    # --- signaling ---------------------------------------------------------------------------
+
+    async def accept(self, offer_sdp: str) -> str:
+        return await self._accept(self._peer, offer_sdp)
+
+    async def _accept(self, peer: BrowserPeer, offer_sdp: str) -> str:
+        """Answer, then refuse at once (400/503 with the cause) an offer no path can connect."""
+        answer = await peer.accept(offer_sdp)
+        await self._ice.check_candidates(peer.pc, peer.configuration)
+        return answer
+
+    async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
+        await (self._next_peer or self._peer).add_remote_candidates(candidates)
+
+    async def resume(self, offer_sdp: str) -> str:
+        """A new connection from the same browser (its network changed): it takes over the call,
+        its conversation and its upstream session, and gets a fresh resume token."""
+        if self.ended:
+            raise NotFound("This call has ended; start a new one.", code="call_not_found")
+        peer = self._new_peer()
+        try:
+            answer = await self._accept(peer, offer_sdp)
+        except BaseException:
+            await peer.close()
+            raise
+        if self._next_peer is not None:  # two resumes in a row: the newest wins
+            await self._next_peer.close()
+        self._next_peer = peer
+        self.resume_token = new_resume_token(self._resume_prefix)
+        self._peer.stop("replaced")
+        self._resumed.set()
+        logger.info("call resumed on a new connection")
+        return answer
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def notify(self, event: Event) -> None:
+        """Tell the browser something outside the conversation (e.g. the gateway is draining)."""
+        self._send_client(event)
+
+    def end(self, reason: str, error: Event | None = None) -> None:
+        """Ask the call to hang up (idempotent); ``error`` is told to the client first."""
+        if self._ended.is_set():
+            return
+        self.end_reason = reason
+        self._end_error = error
+        self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def run(self) -> CallSummary:
+        """Supervise the call until it ends, then free everything it holds."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
+                tg.create_task(self._serve_peers(), name=f"{self.id}-peers")
+                await self._ended.wait()
+                raise _HangUp
+        except* _HangUp:
+            pass
+        except* Exception as group:
+            for exc in group.exceptions:
+                logger.error("call task failed", exc_info=exc)
+            self.end("internal_error", error_event("The gateway hit an internal error and ended the call.",
+                                                   code="internal_error", type_="server_error"))
+        finally:
+            await self._teardown()
+        return self._summary()
+
+    async def _serve_peers(self) -> None:
+        """One browser connection after another: a vanished one may be resumed within the grace."""
+        while True:
+            peer = self._peer
+            reason = await peer.run()
+            await self._retire(peer)
+            if self._next_peer is not None:
+                self._take_next_peer()
+                continue
+            if not self._state.peer_ended(reason, peer.connected_once):
+                self.end(reason)
+                return
+            logger.info("browser connection lost (%s): the call waits %.0f s for it to resume", reason,
+                        self._config.resume_grace_s)
+            self.conversation.peer_lost(time.monotonic())
+            self._flush()
+            try:
+                await asyncio.wait_for(self._resumed.wait(), self._config.resume_grace_s)
+            except TimeoutError:
+                self.end(reason)
+                return
+            self._take_next_peer()
+
+    def _take_next_peer(self) -> None:
+        assert self._next_peer is not None
+        self._peer, self._next_peer = self._next_peer, None
+        self._resumed.clear()
+        for event in self._state.resumed():
+            self._peer.send(event)
+
+    async def _retire(self, peer: BrowserPeer) -> None:
+        await peer.close()
+        if peer.lingering_close is not None:
+            self._lingering.append(peer.lingering_close)
+
+    async def _teardown(self) -> None:
+        peer = self._peer
+        if self._end_error is not None and not self._state.suspended:
+            await peer.say_goodbye(self._end_error)
+        await self._retire(peer)
+        if self._next_peer is not None:
+            await self._retire(self._next_peer)
+        pending = [future for future in self._lingering if not future.done()]
+        if pending:
+            self.lingering_close = asyncio.ensure_future(asyncio.gather(*pending, return_exceptions=True))
+
+    def _summary(self) -> CallSummary:
+        stats = self.conversation.stats
+        latencies = [s * 1000 for s in stats.latencies_s]
+        turn_latency = dict(zip(("p50", "p90", "max"), percentiles(latencies, 0.5, 0.9, 1.0), strict=False))
+        mic_frames = dict(self._mic_frames)
+        receive = self._peer.receive_stats()
+        if receive:
+            mic_frames["sent_by_peer"] = receive["sent_by_peer"]
+        return CallSummary(
+            reason=self.end_reason or "unknown",
+            duration_s=time.monotonic() - self._started,
+            upstream_connect_ms=None if self._link.first_connect_s is None else self._link.first_connect_s * 1000,
+            session_ready_ms=self._session_ready_ms,
+            turns=stats.turns,
+            interruptions=stats.interruptions,
+            audio_in_s=self._audio_in_samples / UPSTREAM_RATE,
+            audio_out_s=self._frames_out * 0.02,
+            turn_latency_ms=turn_latency,
+            mic_frames=mic_frames,
+            dropped_frames=self._state.dropped_frames,
+            jitter_buffer_ms=receive.get("jitter_buffer_ms", {}),
+        )
+
+    # --- upstream ----------------------------------------------------------------------------
+
+    async def _run_upstream(self) -> None:
+        try:
+            await self._link.run()
+        except LinkFailed as failure:
+            logger.error("upstream gave up: %s", failure.error["error"]["message"])
+            self.end(failure.reason, failure.error)
+
+    def _on_upstream_event(self, event: Event) -> None:
+        if event["type"] == "error":
+            self._metrics.upstream_error(str((event.get("error") or {}).get("code")))
+        idle = not self.conversation.audio_queued
+        self.conversation.receive_upstream(event, time.monotonic())
+        if idle and self.conversation.audio_queued:
+            self._peer.outbound.wake()  # the reply's first frame goes out now, not at the next tick
+        if self._session_ready_ms is None and self.conversation.state is State.READY:
+            self._session_ready_ms = (time.monotonic() - self._started) * 1000
+            logger.info("[perf] session configured in %.0f ms", self._session_ready_ms)
+        self._flush()
+
+    # --- media -------------------------------------------------------------------------------
+
+    def _on_mic_audio(self, pcm: bytes, frame: MicFrame) -> None:
+        if not self._state.mic_frame(self._link.queued_audio):
+            self._metrics.mic_frames_dropped.inc()
+            return  # the upstream is not keeping up (or is reconnecting): memory stays bounded
+        # Gateway-added latency counts from an RTP packet's arrival: frames made here (concealment
+        # during a stall) have no packet to count from.
+        self._link.send(append_message(pcm), audio=True,
+                        received_at=frame.received_at if frame.origin == "decoded" else None)
+        self._metrics.mic_frames(frame.origin)
+        self._mic_frames[frame.origin] += 1
+        samples = len(pcm) // 2
+        self._audio_in_samples += samples
+        self.conversation.input_audio_sent(samples, time.monotonic())
+
+    def _next_frame(self, now: float) -> Any:
+        pcm = self.conversation.next_frame(now)
+        self._frames_out += 1
+        self._flush()
+        return pcm
+
+    # --- data channel ------------------------------------------------------------------------
+
+    def _on_client_message(self, message: str | bytes) -> None:
+        now = time.monotonic()
+        accepted, error = self._state.client_message(len(message), now)
+        if error is not None:
+            self._send_client(error)
+        if not accepted:
+            return
+        self.conversation.receive_client(message, now)
+        self._flush()
+
+    def _send_client(self, event: Event) -> None:
+        if self._state.to_client(event):
+            self._peer.send(event)
+
+    def _flush(self) -> None:
+        conversation = self.conversation
+        self._metrics.observe(conversation.drain_measurements())
+        for event in conversation.data_to_upstream():
+            self._link.send(dumps(event))
+        for event in conversation.data_to_client():
+            self._send_client(event)
+        if conversation.fatal_error is not None and not self.ended:
+            error = conversation.fatal_error
+            logger.error("fatal upstream error: %s", error)
+            self.end(str(error.get("code") or "upstream_error"))

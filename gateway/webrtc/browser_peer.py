@@ -1,0 +1,250 @@
+"""One WebRTC connection to a browser: its mic in, the assistant's voice out, the events channel.
+
+A call has one peer at a time, and may get a new one when the browser's network changes
+(see ``Call.resume``). The peer owns what dies with the connection: the peer connection, the
+outbound track, the mic pump, the loss-report follower and the liveness watch, all run by
+:meth:`BrowserPeer.run` in one TaskGroup and cancelled together when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.sdp import candidate_from_sdp
+
+from ..config import Config
+from ..core.errors import BadRequest
+from ..core.events import Event, dumps
+from ..media.audio_receiver import RtpMicSource
+from ..media.inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
+from ..media.outbound_audio import OutboundAudioTrack
+from ..media.outbound_codec import OpusPacketizer, follow_loss_reports
+from ..server.metrics import GatewayMetrics
+from .ice import explain_ice_failure, selected_route
+from .opus_sdp import request_opus_fec
+from .sdp import tidy_answer
+
+logger = logging.getLogger(__name__)
+
+DATA_CHANNEL_LABEL = "oai-events"
+MAX_BACKLOG = 500  # events held until the data channel opens
+CLOSE_WAIT_S = 2.0
+
+MicFactory = Callable[[MediaStreamTrack, Any], MicSource]
+
+
+async def close_peer(pc: RTCPeerConnection) -> None:
+    """Close a peer connection whatever state a bad offer left it in (aiortc can trip over it)."""
+    try:
+        await pc.close()
+    except Exception:
+        logger.debug("aiortc failed while closing a peer connection", exc_info=True)
+
+
+class BrowserPeer:
+    def __init__(self, config: Config, configuration: RTCConfiguration | None, *,
+                 next_frame: Callable[[float], np.ndarray], on_mic_audio: Callable[[bytes, MicFrame], None],
+                 on_message: Callable[[str | bytes], None], metrics: GatewayMetrics, started: float,
+                 mic_source: MicFactory | None = None) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._started = started
+        self._on_mic_audio = on_mic_audio
+        self._on_message = on_message
+        self.configuration = configuration or RTCConfiguration()
+        self.pc = RTCPeerConnection(self.configuration)
+        self._packetizer = OpusPacketizer()
+        self.outbound = OutboundAudioTrack(next_frame, packetize=self._packetizer, on_gap=metrics.outbound_gap)
+        self._make_mic = mic_source or (RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
+        self.mic: MicSource | None = None
+        self._sender: RTCRtpSender | None = None
+        self._audio_mid: str | None = None
+        self._remote_track: tuple[MediaStreamTrack, Any] | None = None
+        self._track_ready = asyncio.Event()
+        self.channel: RTCDataChannel | None = None
+        self._backlog: collections.deque[str] = collections.deque(maxlen=MAX_BACKLOG)
+        self._connected = asyncio.Event()
+        self.channel_open = asyncio.Event()
+        self._gone = asyncio.Event()
+        self.gone_reason = ""
+        self.connected_once = False
+        self.last_heard = time.monotonic()
+        self.lingering_close: asyncio.Future[None] | None = None
+
+    # --- negotiation -----------------------------------------------------------------------
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the browser's offer and return our answer, candidates included (no trickle)."""
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        transceiver = self.pc.addTransceiver(self.outbound, direction="sendrecv")
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"])
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if transceiver.mid is None:
+                raise BadRequest("The SDP offer has no audio section using Opus.", code="invalid_offer")
+            for other in self.pc.getTransceivers():
+                if other is not transceiver:
+                    other.direction = "inactive"  # one audio stream per call; extra media is refused
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except BadRequest:
+            raise
+        except Exception as exc:  # aiortc raises ValueError, KeyError, AttributeError… on odd offers
+            raise BadRequest(f"The SDP offer could not be negotiated: {exc or type(exc).__name__}",
+                             code="invalid_offer") from None
+        self._sender = transceiver.sender
+        self._audio_mid = transceiver.mid
+        return tidy_answer(request_opus_fec(self.pc.localDescription.sdp))
+
+    async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
+        """Candidates the browser trickled after its offer (``PATCH``)."""
+        for mid, line in candidates:
+            try:
+                candidate = candidate_from_sdp(line.split(":", 1)[1])
+            except (ValueError, IndexError):
+                raise BadRequest(f"Malformed candidate: {line[:80]!r}", code="invalid_sdpfrag") from None
+            candidate.sdpMid = mid or self._audio_mid
+            try:
+                await self.pc.addIceCandidate(candidate)
+            except (ValueError, KeyError) as exc:
+                raise BadRequest(f"The candidate could not be added: {exc}", code="invalid_sdpfrag") from None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._remote_track is None:
+            receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+            self._remote_track = (track, receiver)
+            self._track_ready.set()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self.channel is not None:
+            return
+        self.channel = channel
+        self.channel_open.set()
+        channel.on("message", self._on_message)
+        while self._backlog:
+            channel.send(self._backlog.popleft())
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            if not self._connected.is_set():
+                self._metrics.call_setup.observe(time.monotonic() - self._started)
+                logger.info("ICE connected via %s (gateway/browser candidate types)", selected_route(self.pc))
+            self.connected_once = True
+            self._connected.set()
+        elif state == "failed":
+            if not self._connected.is_set():
+                logger.warning("ICE failed: %s", explain_ice_failure(self.pc, self._config))
+            self.stop("ice_failed")
+        elif state == "closed":
+            self.stop("peer_closed")
+
+    # --- life --------------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """The connection is over (idempotent): :meth:`run` returns ``reason``."""
+        if not self._gone.is_set():
+            self.gone_reason = reason
+            self._gone.set()
+
+    async def run(self) -> str:
+        """Serve the browser until it is gone; returns why (``peer_gone``, ``ice_timeout``…)."""
+        assert self._sender is not None, "run() follows accept()"
+        async with asyncio.TaskGroup() as tasks:
+            watch = tasks.create_task(self._watch())
+            loss = tasks.create_task(follow_loss_reports(self._sender, self._packetizer.encoder))
+            mic = tasks.create_task(self._run_mic())
+            await self._gone.wait()
+            for task in (watch, loss, mic):
+                task.cancel()
+        return self.gone_reason
+
+    async def _watch(self) -> None:
+        """ICE must connect in time, and then the browser's mic must keep flowing.
+
+        Browsers send mic RTP all the time (a muted track still sends packets), so silence on the
+        wire for ``peer_timeout_s`` means the peer vanished: closed tab, lost network. aiortc's
+        own consent checks would take ~30 s to notice.
+        """
+        config = self._config
+        try:
+            await asyncio.wait_for(self._connected.wait(), config.ice_connect_timeout_s)
+        except TimeoutError:
+            logger.warning("ICE did not connect within %.0f s: %s", config.ice_connect_timeout_s,
+                           explain_ice_failure(self.pc, config))
+            self.stop("ice_timeout")
+            return
+        self.last_heard = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.25, config.peer_timeout_s / 4))
+            silent = time.monotonic() - self.last_heard
+            if silent > config.peer_timeout_s:
+                logger.warning("no media from the browser for %.1f s: the peer is gone", silent)
+                self.stop("peer_gone")
+                return
+
+    async def _run_mic(self) -> None:
+        await self._track_ready.wait()
+        assert self._remote_track is not None
+        track, receiver = self._remote_track
+        source = self.mic = self._make_mic(track, receiver)
+        try:
+            await pump_mic(source, self._heard)
+        except MediaStreamError:
+            self.stop("peer_closed")
+        finally:
+            source.stop()
+
+    def _heard(self, pcm: bytes, frame: MicFrame) -> None:
+        if frame.origin != "concealed":
+            self.last_heard = frame.received_at
+        self._on_mic_audio(pcm, frame)
+
+    # --- events to the browser ---------------------------------------------------------------
+
+    def send(self, event: Event) -> None:
+        message = dumps(event)
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(message)
+        else:
+            self._backlog.append(message)
+
+    async def say_goodbye(self, event: Event) -> None:
+        """Deliver a last event: waits (bounded) for a channel that is still opening, and for it
+        to drain, so the browser learns why instead of seeing a silent hang-up."""
+        if self.pc.connectionState not in ("closed", "failed"):
+            try:
+                await asyncio.wait_for(self.channel_open.wait(), 5.0)
+            except TimeoutError:
+                pass
+        self.send(event)
+        deadline = time.monotonic() + 0.3
+        while self.channel is not None and self.channel.readyState == "open" and self.channel.bufferedAmount \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        """Closing can take a minute when a TURN server stopped answering (aioice retries the
+        allocation's deletion): past a short wait the closing goes on in ``lingering_close``."""
+        self.stop("closed")
+        closing = asyncio.ensure_future(close_peer(self.pc))
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_WAIT_S)
+        if not done:
+            logger.warning("peer connection still closing after %.0f s (TURN server gone?); finishing in "
+                           "the background", CLOSE_WAIT_S)
+            self.lingering_close = closing
+
+    def receive_stats(self) -> dict[str, Any]:
+        return self.mic.receive_stats() if self.mic is not None else {}
