@@ -20,7 +20,7 @@ async def test_resume_after_the_browser_vanished(gateway: RunningGateway, fake_u
     assert token and token.startswith("rsm_")
     await vanish(first)
     (call,) = gateway.state.calls
-    await until(lambda: call._suspended, timeout=6)  # noticed within PEER_TIMEOUT (2.5 s)
+    await until(lambda: call._state.suspended, timeout=6)  # noticed within PEER_TIMEOUT (2.5 s)
     second = ClientPeer(gateway.url)
     try:
         started = time.monotonic()

@@ -24,7 +24,7 @@ async def test_a_whole_call_never_shows_a_secret(make_gateway: GatewayFactory, f
     caplog.set_level(logging.DEBUG)
     gateway = await make_gateway(openai_api_key=UPSTREAM_KEY, turn_secret=TURN_SECRET, api_keys=(API_KEY,),
                                  ice_servers=(IceServer("stun:127.0.0.1:3478"), IceServer("turn:127.0.0.1:3478")),
-                                 web_root=Path(__file__).resolve().parents[1] / "web")
+                                 web_root=Path(__file__).resolve().parents[2] / "web")
     seen: list[str] = []
     async with aiohttp.ClientSession() as http:
         for method, path, kwargs in [

@@ -107,9 +107,8 @@ async def test_call_refusals(gateway: RunningGateway) -> None:
 
 
 async def test_expired_secret_is_refused(gateway: RunningGateway) -> None:
-    async with aiohttp.ClientSession() as http:
-        secret = (await mint(http, gateway.url))["value"]
-    gateway.state.tokens._clock = lambda: 10**12  # jump far past expiry
+    # A secret minted 11 s ago with the shortest lifetime (10 s): expired now.
+    secret = gateway.state.tokens.mint({}, ttl_s=10, now=time.time() - 11).value
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{gateway.url}/v1/realtime/calls", data=await offer_sdp(),
                              headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {secret}"}) as r:

@@ -18,7 +18,7 @@ from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
 from tests.server.test_call import speak
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def start_workers(upstream: FakeRealtimeServer, runtime_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:

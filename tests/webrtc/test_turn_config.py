@@ -20,7 +20,7 @@ from aioice.turn import create_turn_endpoint
 from gateway.webrtc.turn_credentials import mint
 from tests.turn_server import TurnServer, start_turnserver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "turn" / "turnserver.conf"
 # Where a relay may send, seen from a TURN server: one public address, and what must stay out of
 # reach (private networks, CGNAT, the cloud metadata service, loopback).
