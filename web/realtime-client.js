@@ -10,17 +10,21 @@
 //   statechange        {state}  idle | connecting | connected | closed
 //   conversationstate  {state}  idle | recording | listening | processing | playing | interrupting
 //   transcript         {role: "user"|"assistant", itemId, text (so far), delta, final,
-//                       interrupted (reply cut at what was heard), pending, failed, discarded}
+//                       interrupted (reply cut at what was heard; fullText), pending, failed, discarded}
 //   latency            {ms, startedMs, audible}  end of user speech → first audible answer
 //   error              {code (one of ERROR_CODES), message, serverCode, serverMessage, fatal}
 //   recovered          {resumed} the audio is back after a `connection_unstable` warning; `resumed`:
 //                      on a new connection to the same call (same conversation, e.g. Wi-Fi → 4G)
 //   session            {session} the session as the server reports it (created/updated)
 //   serverevent        {event}  every data-channel event, as received
+// (Types: realtime-client.d.ts. Call set-up and resume: call-connection.js; the conversation
+// itself, from the server events: conversation-tracker.js.)
 
+import { ClientError, clientSecret, negotiate, openMicrophone, resumeCall } from "./call-connection.js";
 import { ConversationTracker } from "./conversation-tracker.js";
 import { measureTurn } from "./latency-meter.js";
 
+export { ClientError } from "./call-connection.js";
 export { CONVERSATION_STATES } from "./conversation-tracker.js";
 
 /** Stable error codes; `fatal` errors end the call. */
@@ -36,8 +40,6 @@ export const ERROR_CODES = Object.freeze([
   "session_ended", "gateway_draining", "upstream_reconnecting", "upstream_error", "event_rejected",
 ]);
 
-const HTTP_ERROR_CODES = { 403: "origin_forbidden", 429: "rate_limited", 503: "gateway_busy" };
-
 export class RealtimeClient extends EventTarget {
   /**
    * @param {object} [options]
@@ -48,11 +50,13 @@ export class RealtimeClient extends EventTarget {
    * @param {HTMLAudioElement} [options.audioElement] where the assistant plays (one is made if absent)
    * @param {boolean} [options.audioProcessing] echo cancellation, noise suppression, AGC (default on)
    * @param {MediaStream} [options.stream] use this audio instead of opening the microphone
+   * @param {number} [options.iceGatheringTimeoutMs] offer the candidates gathered by then (default 1.5 s)
    * @param {number} [options.connectTimeoutMs] ICE + data channel must be up by then (default 15 s)
    * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] "relay" = TURN only
    * @param {number} [options.resumeWindowMs] how long a dropped call is brought back on a new
    *        connection (the gateway's X-Resume-Token) before giving up; 0 = never (default 25 s,
    *        under the gateway's default 30 s RESUME_GRACE)
+   * @param {typeof fetch} [options.fetch] used for every request to the gateway (default: the global)
    */
   constructor({ baseUrl = "", session = null, clientSecret = null, audioElement = null, audioProcessing = true,
                 stream = null, iceGatheringTimeoutMs = 1500, connectTimeoutMs = 15000, iceTransportPolicy = "all",
@@ -95,7 +99,8 @@ export class RealtimeClient extends EventTarget {
       if (!window.RTCPeerConnection || (!this._givenStream && !navigator.mediaDevices?.getUserMedia)) {
         throw new ClientError("unsupported_browser", "This browser lacks WebRTC or microphone access.");
       }
-      const secret = await this._secret();
+      const request = (path, init) => this._request(path, init);
+      const secret = await clientSecret(request, this.clientSecret, this.session);
       current();
       this._stream = this._givenStream || await openMicrophone(this.audioProcessing);
       current();
@@ -103,14 +108,15 @@ export class RealtimeClient extends EventTarget {
       this._iceServers = secret.ice_servers || [];
       const { pc, channel } = this._buildPeer();
       [this._pc, this._channel] = [pc, channel];
-      await pc.setLocalDescription(await pc.createOffer());
-      await this._iceGathered(pc);
-      current();
-      const answer = await this._createCall(secret.value, pc.localDescription.sdp);
-      current();
-      await pc.setRemoteDescription({ type: "answer", sdp: answer });
-      await whenOpen(pc, channel, this.connectTimeoutMs);
-      current();
+      await negotiate(pc, channel, {
+        request, token: secret.value,
+        iceGatheringTimeoutMs: this.iceGatheringTimeoutMs, openTimeoutMs: () => this.connectTimeoutMs, current,
+        rejectedCode: (status) => (status === 401 ? "token_rejected" : "call_failed"),
+        answered: (response) => {
+          const location = response.headers.get("Location");
+          this.callUrl = location ? this._url(location) : null;
+          this.resumeToken = response.headers.get("X-Resume-Token");
+        } });
       this._setState("connected");
       this._tracker.start();
     } catch (error) {
@@ -178,29 +184,6 @@ export class RealtimeClient extends EventTarget {
     }
   }
 
-  async _secret() {
-    if (this.clientSecret) {
-      const given = typeof this.clientSecret === "function" ? await this.clientSecret() : this.clientSecret;
-      return typeof given === "string" ? { value: given, ice_servers: [] } : given;
-    }
-    const body = this.session ? { session: { type: "realtime", ...this.session } } : {};
-    const response = await this._request("/v1/realtime/client_secrets", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    if (!response.ok) throw await errorFrom(response, response.status === 401 ? "not_authorized" : "call_failed");
-    return response.json();
-  }
-
-  async _createCall(secret, sdp) {
-    const response = await this._request("/v1/realtime/calls", {
-      method: "POST", body: sdp,
-      headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${secret}` } });
-    if (!response.ok) throw await errorFrom(response, response.status === 401 ? "token_rejected" : "call_failed");
-    const location = response.headers.get("Location");
-    this.callUrl = location ? this._url(location) : null;
-    this.resumeToken = response.headers.get("X-Resume-Token");
-    return response.text();
-  }
-
   /** A peer connection with the mic track and the event channel; the caller makes it current. */
   _buildPeer() {
     const pc = new RTCPeerConnection({ iceServers: this._iceServers, iceTransportPolicy: this.iceTransportPolicy });
@@ -223,16 +206,6 @@ export class RealtimeClient extends EventTarget {
       else this._fail(error);
     });
     return { pc, channel };
-  }
-
-  _iceGathered(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
-      const check = () => { if (pc.iceGatheringState === "complete") done(); };
-      pc.addEventListener("icegatheringstatechange", check);
-      setTimeout(done, this.iceGatheringTimeoutMs); // send what we have: host candidates suffice on a LAN
-    });
   }
 
   /** During a call: a path that wavers gets a warning, one that stays down a new connection. */
@@ -265,54 +238,33 @@ export class RealtimeClient extends EventTarget {
     else this._fail(new ClientError("connection_lost", "The connection to the gateway was lost."));
   }
 
-  /** Offer a new connection with the resume token until one is up or the window closes. The
+  /** Offer new connections with the resume token until one is up or the window closes. The
    *  conversation (transcript, state) carries on: only the peer connection is replaced. */
   _resume() {
     const attempt = this._attempt;
-    const deadline = performance.now() + this.resumeWindowMs;
+    const current = () => attempt === this._attempt;
     this._unstable = true;
-    this._resuming = (async () => {
-      let pause = 250;
-      let lastError = null;
-      while (attempt === this._attempt && performance.now() < deadline) {
-        try {
-          await this._reconnect(attempt, deadline);
-          if (attempt !== this._attempt) return;
-          this._unstable = false;
-          this._emit("recovered", { resumed: true });
-          return;
-        } catch (error) {
-          lastError = error;
-          if (error.refused) break; // the gateway has let the call go
-          await new Promise((resolve) => setTimeout(resolve, pause));
-          pause = Math.min(pause * 2, 2000);
-        }
-      }
-      if (attempt !== this._attempt) return;
-      const error = new ClientError("connection_lost", "The connection to the gateway was lost and could not be resumed.");
-      error.server = lastError?.server;
-      this._fail(error);
-    })().finally(() => { if (attempt === this._attempt) this._resuming = null; });
+    this._resuming = resumeCall({ windowMs: this.resumeWindowMs, current,
+                                  reconnect: (deadline) => this._reconnect(current, deadline) })
+      .then((resumed) => {
+        if (!resumed) return;
+        this._unstable = false;
+        this._emit("recovered", { resumed: true });
+      }, (error) => this._fail(error))
+      .finally(() => { if (current()) this._resuming = null; });
   }
 
-  async _reconnect(attempt, deadline) {
+  /** One resume attempt: a new peer connection for the same call, made current once it is up. */
+  async _reconnect(isCurrent, deadline) {
     const { pc, channel } = this._buildPeer();
     try {
-      await pc.setLocalDescription(await pc.createOffer());
-      await this._iceGathered(pc);
-      if (attempt !== this._attempt) throw new ClientError("aborted", "Disconnected.");
-      const response = await this._request("/v1/realtime/calls", {
-        method: "POST", body: pc.localDescription.sdp,
-        headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${this.resumeToken}` } });
-      if (!response.ok) {
-        const error = await errorFrom(response, "connection_lost");
-        error.refused = response.status === 404 || response.status === 401;
-        throw error;
-      }
-      this.resumeToken = response.headers.get("X-Resume-Token") || this.resumeToken;
-      await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-      await whenOpen(pc, channel, Math.max(1000, Math.min(this.connectTimeoutMs, deadline - performance.now())));
-      if (attempt !== this._attempt) throw new ClientError("aborted", "Disconnected.");
+      await negotiate(pc, channel, {
+        request: (path, init) => this._request(path, init), token: this.resumeToken,
+        iceGatheringTimeoutMs: this.iceGatheringTimeoutMs,
+        openTimeoutMs: () => Math.max(1000, Math.min(this.connectTimeoutMs, deadline - performance.now())),
+        current: () => { if (!isCurrent()) throw new ClientError("aborted", "Disconnected."); },
+        rejectedCode: () => "connection_lost",
+        answered: (response) => { this.resumeToken = response.headers.get("X-Resume-Token") || this.resumeToken; } });
     } catch (error) {
       pc.close();
       throw error;
@@ -400,62 +352,4 @@ export class RealtimeClient extends EventTarget {
   }
 
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
-}
-
-/** Resolves once ICE is connected and the event channel is open; `ice_failed` otherwise. */
-function whenOpen(pc, channel, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const settle = (error) => {
-      clearTimeout(timer);
-      pc.removeEventListener("connectionstatechange", check);
-      channel.removeEventListener("open", check);
-      channel.removeEventListener("close", check);
-      if (error) reject(error); else resolve();
-    };
-    const check = () => {
-      if (pc.connectionState === "connected" && channel.readyState === "open") settle();
-      else if (["failed", "closed"].includes(pc.connectionState) || channel.readyState === "closed") {
-        settle(new ClientError("ice_failed", "The audio connection could not be established."));
-      }
-    };
-    const timer = setTimeout(() => settle(new ClientError("ice_failed", "The audio connection did not come up in time.")),
-                             timeoutMs);
-    pc.addEventListener("connectionstatechange", check);
-    channel.addEventListener("open", check);
-    channel.addEventListener("close", check);
-    check();
-  });
-}
-
-async function openMicrophone(processing) {
-  try {
-    return await navigator.mediaDevices.getUserMedia({ audio: {
-      echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing } });
-  } catch (error) {
-    if (error.name === "NotAllowedError" || error.name === "SecurityError") {
-      throw new ClientError("mic_denied", "Microphone permission was denied.");
-    }
-    if (error.name === "NotReadableError" || error.name === "AbortError") {
-      throw new ClientError("mic_busy", `The microphone could not be opened: ${error.message}`);
-    }
-    throw new ClientError("mic_missing", `No usable microphone: ${error.message}`);
-  }
-}
-
-export class ClientError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = "ClientError";
-    this.code = code;
-  }
-}
-
-async function errorFrom(response, fallback) {
-  let server = { code: null, message: `HTTP ${response.status}` };
-  try {
-    server = { ...server, ...(await response.json()).error };
-  } catch { /* not JSON */ }
-  const error = new ClientError(HTTP_ERROR_CODES[response.status] || fallback, server.message);
-  error.server = server;
-  return error;
 }
