@@ -43,7 +43,8 @@ from tests.server.test_soak import vanish  # noqa: E402
 def gateway_process(fake: FakeRealtimeServer, port: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gateway", "--workers", "1", "--upstream", "url", "--upstream-url",
                              fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1", "--port",
-                             str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--log-level", "WARNING",
+                             str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--max-calls-per-client", "0",
+                             "--log-level", "WARNING",
                              *extra], cwd=ROOT)
 
 

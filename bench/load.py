@@ -198,7 +198,8 @@ async def main() -> None:
         gateway = subprocess.Popen(
             ["taskset", "-c", args.gateway_cores, sys.executable, "-m", "gateway", "--upstream", "url",
              "--upstream-url", fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1",
-             "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--resume-grace", "0",
+             "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--max-calls-per-client", "0",
+             "--resume-grace", "0",
              "--receive-path", args.receive_path, "--log-level", "ERROR", "--workers", str(args.workers),
              "--event-loop", args.event_loop,
              # The load generator's own loop stalls while it sets up a batch of clients (a DTLS

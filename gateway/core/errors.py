@@ -1,6 +1,6 @@
 """One exception hierarchy for everything the HTTP interface can refuse, mapped to OpenAI's shape.
 
-Handlers raise; the error middleware in ``server/signaling.py`` turns any :class:`GatewayError` into
+Handlers raise; the error middleware in ``server/http_errors.py`` turns any :class:`GatewayError` into
 ``{"error": {"type", "code", "message", "param"}}`` with the status and headers it carries.
 """
 
@@ -49,6 +49,11 @@ class NotFound(GatewayError):
 class MethodNotAllowed(GatewayError):
     status = 405
     default_code = "method_not_allowed"
+
+
+class Conflict(GatewayError):
+    status = 409
+    default_code = "conflict"
 
 
 class PayloadTooLarge(GatewayError):

@@ -7,6 +7,25 @@ so memory stays bounded under churn.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket's shape: ``burst`` requests at once, refilled at ``per_minute``."""
+
+    per_minute: float
+    burst: float
+
+    @classmethod
+    def of(cls, per_minute: float) -> Rate:
+        """The gateway's usual shape: a third of a minute's worth at once, and at least 5."""
+        return cls(per_minute, max(5.0, float(per_minute // 3)))
+
+    @property
+    def per_second(self) -> float:
+        return self.per_minute / 60.0
+
 
 class TokenBucket:
     def __init__(self, rate: float, burst: float, now: float) -> None:

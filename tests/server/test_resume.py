@@ -38,20 +38,21 @@ async def test_resume_after_the_browser_vanished(gateway: RunningGateway, fake_u
         await second.close()
 
 
-async def test_resume_replaces_a_connection_not_yet_noticed_dead(gateway: RunningGateway,
-                                                                 fake_upstream: FakeRealtimeServer) -> None:
+async def test_a_resume_token_does_not_take_over_a_live_call(gateway: RunningGateway,
+                                                               fake_upstream: FakeRealtimeServer) -> None:
+    """A leaked token is no use while the browser is there: 409, and the call carries on."""
     first = await connected(gateway)
     second = ClientPeer(gateway.url)
     try:
-        assert await second.resume(first.resume_token) == 201  # e.g. Wi-Fi → 4G, the old path still up
-        await second.channel_open()
-        await speak(second)
-        await second.wait_for("output_audio_buffer.stopped", timeout=15)
+        assert await second.resume(first.resume_token) == 409
+        mark = len(first.events)
+        await speak(first)
+        await first.wait_for("output_audio_buffer.stopped", after=mark, timeout=15)
         (call,) = gateway.state.calls
-        assert call.resumes == 1 and len(fake_upstream.sessions) == 1
+        assert call.resumes == 0 and len(fake_upstream.sessions) == 1
     finally:
         await first.close()
-        await second.close()
+        await second.pc.close()
 
 
 async def test_a_call_not_resumed_within_the_grace_ends(make_gateway: GatewayFactory) -> None:

@@ -17,6 +17,7 @@ from tests.conftest import free_port, wait_healthy
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
 from tests.server.test_call import speak
+from tests.server.test_soak import vanish
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,13 +67,30 @@ async def test_calls_spread_and_follow_up_requests_find_their_worker(two_workers
         await asyncio.gather(*(p.close() for p in peers))
 
 
+async def resume_when_noticed(url: str, token: str, timeout: float = 8.0) -> ClientPeer:
+    """Offer new connections with ``token`` until the gateway has noticed the old one is gone
+    (409 ``call_not_suspended`` until then), as the web module does."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        peer = ClientPeer(url)
+        status = await peer.resume(token)
+        if status == 201:
+            return peer
+        await peer.pc.close()
+        assert status == 409 and asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.25)
+
+
 async def test_resume_reaches_the_worker_holding_the_call(two_workers: str) -> None:
     first = ClientPeer(two_workers)
     await first.connect()
     second = ClientPeer(two_workers)
     try:
-        for _ in range(6):  # whichever worker the new connection lands on
-            assert await second.resume(first.resume_token) == 201
+        for _ in range(4):  # whichever worker the new connection lands on
+            await first.channel_open()
+            await vanish(first)
+            await first.pc.close()
+            second = await resume_when_noticed(two_workers, first.resume_token)
             first, second = second, ClientPeer(two_workers)
         await first.channel_open()
         await speak(first)
