@@ -28,41 +28,24 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from . import upstream_errors
 from .audio_format import upstream_ms
-from .client_events import refusal
-from .events import (
-    AUDIO_DELTA_EVENTS,
-    Event,
-    ProtocolError,
-    decode_audio,
-    error_event,
-    loads,
-    new_id,
-    server_event,
-)
+from .client_events import admit
+from .events import AUDIO_DELTA_EVENTS, Event, ProtocolError, decode_audio, error_event, loads, new_id, server_event
 from .history import History, resumable_session
 from .playout import PlayedItem, Playout, Transition
 from .policy import SessionPolicy
 from .turn_stats import InputClock, Measurements, TurnStats
+from .upstream_errors import FATAL_ERROR_CODES, for_client
 
 logger = logging.getLogger(__name__)
-
-# Upstream error codes after which the session cannot go on.
-FATAL_ERROR_CODES = frozenset(
-    {"invalid_api_key", "insufficient_quota", "billing_hard_limit_reached", "account_deactivated",
-     "model_not_found"}
-)
-# The provider's session cap: the link moves to a new session, the client never hears of it.
-_SESSION_END_ERRORS = frozenset({"session_expired"})
-# Errors our own bookkeeping events may legitimately cause (a race with the upstream's own
-# VAD interruption): logged, never shown to the user.
-_BENIGN_INTERNAL_ERRORS = frozenset({"response_cancel_not_active"})
 MAX_PENDING_CLIENT_EVENTS = 100
+TRUSTED_POLICY = SessionPolicy.from_fields(())  # the application's own backend: audio formats only
 
 
 class State(enum.Enum):
@@ -77,7 +60,7 @@ class Conversation:
     """Sans-I/O gateway side of one Realtime call."""
 
     def __init__(self, session: Mapping[str, Any], policy: SessionPolicy, *,
-                 playout_delay_ms: int = 60) -> None:
+                 playout_delay_ms: int = 60, max_queued_audio_s: float = 120.0) -> None:
         self.session: dict[str, Any] = dict(session)
         self.state = State.CONNECTING
         self.stats = TurnStats()
@@ -85,10 +68,10 @@ class Conversation:
         self.fatal_error: dict[str, Any] | None = None  # set when the call must end
         self._policy = policy
         self._playout_delay_ms = playout_delay_ms
-        self._playout = Playout()
+        self._playout = Playout(max_queued_audio_s)
         self._to_upstream: list[Event] = []
         self._to_client: list[Event] = []
-        self._pending_client: list[Event] = []
+        self._pending_client: list[tuple[Event, SessionPolicy]] = []  # with the policy that admitted each
         self._internal_ids: set[str] = set()
         self._initial_update_id: str | None = None
         self._held_created: Event | None = None
@@ -124,6 +107,11 @@ class Conversation:
         """Model audio is waiting to be sent (not just silence going out)."""
         return self._playout.has_queued_audio
 
+    @property
+    def audio_dropped_s(self) -> float:
+        """Model audio dropped because too much was already waiting to play (see ``playout.py``)."""
+        return self._playout.dropped_s
+
     # --- upstream side -----------------------------------------------------------------------
 
     @property
@@ -155,15 +143,10 @@ class Conversation:
         """The upstream session ended; say so (unless it is a planned roll-over) and settle
         whatever was in flight, so the client is never left waiting for a ``response.done``."""
         if not quietly:
-            self._to_client.append(error_event(
-                f"The connection to the assistant was lost ({reason}); reconnecting.",
-                code="upstream_reconnecting", type_="server_error"))
+            self._to_client.append(upstream_errors.reconnecting_error(reason))
         response_id = self._active_response
         if response_id is not None:
-            self._to_client.append(server_event("response.done", response={
-                "id": response_id, "object": "realtime.response", "status": "failed",
-                "status_details": {"type": "failed", "error": {"type": "server_error", "code": "upstream_lost"}},
-                "output": []}))
+            self._to_client.append(upstream_errors.lost_response_done(response_id))
             self._active_response = None
             self._playout.complete(response_id)  # what already arrived still plays
         self._user_speaking = False
@@ -197,7 +180,7 @@ class Conversation:
             response_id = event.get("response", {}).get("id")
             if response_id == self._active_response:
                 self._active_response = None
-            self._to_client.append(event)  # before output_audio_buffer.stopped, as OpenAI orders them
+            self._to_client.append(for_client(event))  # before output_audio_buffer.stopped, as OpenAI orders them
             if response_id:
                 self._discarded.discard(response_id)
                 self._emit_transitions(self._playout.complete(response_id), now)
@@ -213,7 +196,7 @@ class Conversation:
             end_ms = event.get("audio_end_ms")
             self._speech_ended_at = (self._input_clock.time_of(end_ms) if isinstance(end_ms, (int, float))
                                      else None) or now
-        self._to_client.append(event)
+        self._to_client.append(for_client(event))
 
     def _configuring(self, event: Event, now: float) -> bool:
         """Hide the session handshake: the client sees one ``session.created`` with our config."""
@@ -226,10 +209,7 @@ class Conversation:
             self._become_ready(now)
             return True
         if kind == "error" and event.get("error", {}).get("event_id") == self._initial_update_id:
-            message = event["error"].get("message", "")
-            self._to_client.append(error_event(
-                f"The upstream rejected the gateway's session configuration: {message}",
-                code=event["error"].get("code"), type_=event["error"].get("type", "invalid_request_error")))
+            self._to_client.append(upstream_errors.rejected_configuration(event["error"]))
             self._become_ready(now)
             return True
         return False
@@ -252,8 +232,8 @@ class Conversation:
                 self._to_client.append(server_event("session.updated", session=self.session))
             self.state = State.READY
             pending, self._pending_client = self._pending_client, []
-            for pending_event in pending:
-                self._client_event(pending_event, now)
+            for pending_event, policy in pending:
+                self._client_event(pending_event, now, policy)
 
     def _become_ready(self, now: float) -> None:
         created = self._held_created or {}
@@ -262,21 +242,21 @@ class Conversation:
                                 "session": self.session})
         self.state = State.READY
         pending, self._pending_client = self._pending_client, []
-        for event in pending:
-            self._client_event(event, now)
+        for event, policy in pending:
+            self._client_event(event, now, policy)
 
     def _on_error(self, event: Event) -> None:
         error = event.get("error") or {}
         code = error.get("code")
-        if code in _SESSION_END_ERRORS:
+        if code in upstream_errors.SESSION_END_ERRORS:
             logger.info("upstream session reached its end: %s", error.get("message"))
             return
-        if error.get("event_id") in self._internal_ids and code in _BENIGN_INTERNAL_ERRORS:
+        if error.get("event_id") in self._internal_ids and code in upstream_errors.BENIGN_INTERNAL_ERRORS:
             logger.debug("ignored upstream error for our own event: %s", error)
             return
         if code in FATAL_ERROR_CODES:
             self.fatal_error = error
-        self._to_client.append(event)
+        self._to_client.append(for_client(event))
 
     def _on_audio_delta(self, event: Event, now: float) -> None:
         response_id = event.get("response_id")
@@ -301,14 +281,28 @@ class Conversation:
         try:
             event = loads(message)
         except ProtocolError as exc:
-            self._to_client.append(error_event(str(exc), code=exc.code))
+            self._to_client.append(error_event(str(exc), code=exc.code, event_id=exc.event_id))
             return
         self._client_event(event, now)
 
-    def _client_event(self, event: Event, now: float) -> None:
-        refused = refusal(event, self._policy)
-        if refused is not None:
-            self._to_client.append(refused)
+    def notify_client(self, event: Event) -> None:
+        """An event for the client from an adapter (the link refusing an event), in its place in the order."""
+        self._to_client.append(event)
+
+    def lock(self, fields: Iterable[str]) -> None:
+        """From now on the browser may not change ``fields`` either (the backend set them)."""
+        self._policy = self._policy.with_locked(fields)
+
+    def receive_trusted(self, event: Event, now: float) -> None:
+        """A client event from the application's own backend (a sideband connection, the
+        embedding API): only the gateway's own limits apply (audio formats), not the policy."""
+        self._client_event(event, now, TRUSTED_POLICY)
+
+    def _client_event(self, event: Event, now: float, policy: SessionPolicy | None = None) -> None:
+        policy = policy or self._policy
+        admitted, event = admit(event, policy, self.session)  # event: what goes on, or the refusal
+        if not admitted:
+            self._to_client.append(event)
             return
         kind = event["type"]
         event_id = event.get("event_id")
@@ -317,7 +311,7 @@ class Conversation:
                 self._to_client.append(error_event(
                     "Too many events before the session is ready.", code="rate_limited", event_id=event_id))
             else:
-                self._pending_client.append(event)
+                self._pending_client.append((event, policy))
             return
         if kind == "output_audio_buffer.clear":
             self._interrupt(cancel=True, reason="client_clear", always_report=True, now=now)

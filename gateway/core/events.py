@@ -83,19 +83,53 @@ def dumps(event: Event) -> str:
 class ProtocolError(ValueError):
     """A message that is not a Realtime event; ``code`` goes into the ``error`` event."""
 
-    def __init__(self, message: str, code: str = "invalid_event") -> None:
+    def __init__(self, message: str, code: str = "invalid_event", event_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.event_id = event_id
+
+
+# Deeper than any Realtime event (a tool's JSON schema included); a limit keeps every walk
+# over an event (policy, history, serialization) far from Python's recursion limit.
+MAX_DEPTH = 64
+
+
+def depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar is 0), walked without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        level += 1
+        if level > deepest:
+            deepest = level
+            if deepest > MAX_DEPTH:
+                break
+        stack.extend((child, level) for child in children)
+    return deepest
 
 
 def loads(text: str | bytes) -> Event:
-    """Parse one event, rejecting anything that is not a JSON object with a string ``type``."""
+    """Parse one event, rejecting anything that is not a JSON object with a string ``type``
+    (or that nests deeper than :data:`MAX_DEPTH`)."""
     try:
         event = json.loads(text)
+    except RecursionError:
+        raise ProtocolError(f"The event nests deeper than {MAX_DEPTH} levels.", "invalid_event") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"The message is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(event, dict):
         raise ProtocolError("An event must be a JSON object.")
+    if depth(event) > MAX_DEPTH:
+        event_id = event.get("event_id")
+        raise ProtocolError(f"The event nests deeper than {MAX_DEPTH} levels.", "invalid_event",
+                            event_id if isinstance(event_id, str) else None)
     if not isinstance(event.get("type"), str):
         raise ProtocolError("The event has no string 'type' field.", "missing_type")
     if "event_id" in event and not isinstance(event["event_id"], str):

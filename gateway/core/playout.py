@@ -3,18 +3,27 @@
 Sans-I/O: no clock, no asyncio. The conversation core enqueues the model's 24 kHz audio per
 item; the outbound track pulls one 20 ms, 48 kHz frame per tick. The ledger of samples played
 per item is what a truncate's ``audio_end_ms`` comes from after a barge-in.
+
+Upstreams send audio faster than real time, so a long reply waits here. Each delta is its own
+chunk (enqueueing costs the delta, never the backlog), and at most ``max_queued_s`` of audio
+waits: deltas beyond it are dropped, logged once per response and counted in
+:attr:`Playout.dropped_s`, and never enter the item's ledger (a truncate stays within what
+could be heard).
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..media.resample import Upsampler
 from .audio_format import WEBRTC_FRAME, WEBRTC_RATE
+
+logger = logging.getLogger(__name__)
 
 SILENCE = np.zeros(WEBRTC_FRAME, np.int16)
 SILENCE.flags.writeable = False
@@ -46,7 +55,7 @@ class PlayedItem:
         return self.played * 1000 // WEBRTC_RATE
 
 
-@dataclass
+@dataclass(slots=True)
 class _Chunk:
     item: PlayedItem
     pcm: np.ndarray
@@ -64,8 +73,12 @@ class Frame:
 class Playout:
     """Queue of model audio awaiting playback, plus per-item played/received accounting."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_queued_s: float = 120.0) -> None:
         self._queue: collections.deque[_Chunk] = collections.deque()
+        self._max_queued = int(max_queued_s * WEBRTC_RATE)
+        self._queued = 0  # samples waiting in the queue
+        self._overflowed: str | None = None  # the response whose dropped audio was logged
+        self.dropped_samples = 0  # audio refused because the queue was full (48 kHz samples)
         self._upsampler = Upsampler()
         self._items: dict[str, PlayedItem] = {}
         self._playing: str | None = None  # response id currently audible
@@ -85,20 +98,33 @@ class Playout:
     def has_queued_audio(self) -> bool:
         return bool(self._queue)
 
+    @property
+    def queued_s(self) -> float:
+        return self._queued / WEBRTC_RATE
+
+    @property
+    def dropped_s(self) -> float:
+        return self.dropped_samples / WEBRTC_RATE
+
     def enqueue(self, response_id: str, item_id: str, pcm24: np.ndarray, content_index: int = 0,
-                arrived_at: float | None = None) -> None:
-        """Add 24 kHz int16 audio of ``item_id`` (resampled here, continuous across deltas)."""
+                arrived_at: float | None = None) -> bool:
+        """Add 24 kHz int16 audio of ``item_id`` (resampled here, continuous across deltas);
+        False when it was dropped because ``max_queued_s`` of audio is already waiting."""
+        if self._queued + 2 * len(pcm24) > self._max_queued:
+            self.dropped_samples += 2 * len(pcm24)
+            if self._overflowed != response_id:
+                self._overflowed = response_id
+                logger.warning("playout queue full (%.0f s waiting): dropping audio of %s", self.queued_s,
+                               response_id)
+            return False
         item = self._items.get(item_id)
         if item is None:
             item = self._items[item_id] = PlayedItem(item_id, response_id, content_index)
         pcm = self._upsampler.process(pcm24)
         item.received += len(pcm)
-        if self._queue and self._queue[-1].item is item:
-            last = self._queue[-1]
-            last.pcm = np.concatenate((last.pcm[last.offset:], pcm))
-            last.offset = 0
-        else:
-            self._queue.append(_Chunk(item, pcm, arrived_at=None if self._queue else arrived_at))
+        self._queued += len(pcm)
+        self._queue.append(_Chunk(item, pcm, arrived_at=None if self._queue else arrived_at))
+        return True
 
     def complete(self, response_id: str) -> list[tuple[Transition, str]]:
         """No more audio will come for ``response_id``; report STOPPED now if it already drained."""
@@ -134,6 +160,7 @@ class Playout:
             chunk.offset += take
             chunk.item.played += take
             filled += take
+            self._queued -= take
             if chunk.offset == len(chunk.pcm):
                 self._queue.popleft()
         out[filled:] = 0
@@ -146,6 +173,7 @@ class Playout:
         touched = {c.item.item_id: c.item for c in self._queue}
         touched.update((i.item_id, i) for i in self._items.values() if i.response_id == self._playing)
         self._queue.clear()
+        self._queued = 0
         self._upsampler.reset()
         self._playing = None
         self._complete.clear()

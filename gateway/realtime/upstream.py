@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.version import version as websockets_version
 
 from ..core.events import Event, ProtocolError, dumps, loads
+from ..core.upstream_errors import safe_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,17 @@ _WIRE_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
 
 
 class UpstreamError(Exception):
-    """The upstream could not be reached or ended the session; ``fatal`` means do not retry."""
+    """The upstream could not be reached or ended the session; ``fatal`` means do not retry.
 
-    def __init__(self, message: str, code: str, *, fatal: bool = False) -> None:
+    The message (for the log) may carry the upstream's own text: its HTTP body, a host and
+    port. ``public`` is what a browser may be told: the gateway's own words, plus the
+    upstream's only when they name no key, host or URL."""
+
+    def __init__(self, message: str, code: str, *, fatal: bool = False, public: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.fatal = fatal
+        self.public = safe_text(message, public) if public is not None else message
 
 
 def realtime_url(base: str, model: str) -> str:
@@ -64,20 +70,14 @@ def _handshake_error(exc: Exception) -> UpstreamError:
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response.body else ""
-        if status == 401:
-            return UpstreamError(f"The upstream rejected the API key (HTTP 401). {body}".strip(),
-                                 "invalid_api_key", fatal=True)
-        if status == 403:
-            return UpstreamError(f"The upstream refused access (HTTP 403). {body}".strip(),
-                                 "forbidden", fatal=True)
-        if status == 404:
-            return UpstreamError(f"The upstream has no Realtime endpoint or model here (HTTP 404). {body}".strip(),
-                                 "model_not_found", fatal=True)
-        if status == 429:
-            return UpstreamError(f"The upstream is rate limiting or out of quota (HTTP 429). {body}".strip(),
-                                 "rate_limited")
-        return UpstreamError(f"The upstream answered HTTP {status}. {body}".strip(), "upstream_unavailable")
-    return UpstreamError(f"Could not reach the upstream: {exc}", "upstream_unavailable")
+        known = {401: ("The upstream rejected the API key (HTTP 401).", "invalid_api_key", True),
+                 403: ("The upstream refused access (HTTP 403).", "forbidden", True),
+                 404: ("The upstream has no Realtime endpoint or model here (HTTP 404).", "model_not_found", True),
+                 429: ("The upstream is rate limiting or out of quota (HTTP 429).", "rate_limited", False)}
+        text, code, fatal = known.get(status, (f"The upstream answered HTTP {status}.", "upstream_unavailable", False))
+        return UpstreamError(f"{text} {body}".strip(), code, fatal=fatal, public=text)
+    return UpstreamError(f"Could not reach the upstream: {exc}", "upstream_unavailable",
+                         public="Could not reach the upstream.")
 
 
 class Upstream:
@@ -124,7 +124,8 @@ class Upstream:
         except ConnectionClosed as exc:
             if exc.rcvd is None or exc.rcvd.code not in (1000, 1001):
                 reason = exc.rcvd.reason if exc.rcvd else "no close frame"
-                raise UpstreamError(f"The upstream connection dropped ({reason}).", "upstream_disconnected") from None
+                raise UpstreamError(f"The upstream connection dropped ({reason}).", "upstream_disconnected",
+                                    public="The upstream connection dropped.") from None
 
     async def close(self) -> None:
         await self._ws.close()

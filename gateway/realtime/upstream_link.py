@@ -7,11 +7,17 @@ session. Only a fatal error (bad key, quota) or a reconnect budget spent ends th
 
 Ownership: the call runs :meth:`UpstreamLink.run` in its TaskGroup; ``run`` owns, per socket,
 a writer task and a roll-over watcher, both cancelled before the socket is closed.
+
+The send queue is bounded, since a stalled or reconnecting upstream must not grow memory:
+mic audio beyond :data:`MAX_QUEUED_AUDIO` appends is dropped (the call's ``CallState`` drops
+earlier, this is the backstop), and an event beyond ``upstream_max_queued_events`` or
+``upstream_max_queued_bytes`` is refused with an ``error`` to the client echoing its id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +32,8 @@ from ..server.metrics import GatewayMetrics
 from .upstream import Upstream, UpstreamError, auth_headers, realtime_url
 
 logger = logging.getLogger(__name__)
+
+MAX_QUEUED_AUDIO = 500  # 10 s of 20 ms appends, twice what CallState lets through
 
 
 class LinkFailed(Exception):
@@ -49,15 +57,45 @@ class UpstreamLink:
         # concealment): audio and events in one ordered stream.
         self.queue: asyncio.Queue[tuple[str, bool, float | None]] = asyncio.Queue()
         self.queued_audio = 0
+        self.queued_events = 0  # non-audio messages waiting, and their size (characters of JSON)
+        self.queued_bytes = 0
+        self.dropped_audio = 0  # appends dropped at the backstop
+        self.refused_events = 0  # events refused with an error to the client
         self.connects = 0
         self.first_connect_s: float | None = None
         self._rolling_over = False
         self._reconnect = ReconnectPolicy(config.upstream_reconnect_timeout_s)
 
-    def send(self, message: str, *, audio: bool = False, received_at: float | None = None) -> None:
+    def send(self, message: str, *, audio: bool = False, received_at: float | None = None) -> bool:
+        """Queue ``message`` for the upstream; False when the queue is full and it was dropped
+        (an event's client is told with an ``error`` through the conversation)."""
         if audio:
+            if self.queued_audio >= MAX_QUEUED_AUDIO:
+                self.dropped_audio += 1
+                return False
             self.queued_audio += 1
+        else:
+            config = self._config
+            if (self.queued_events >= config.upstream_max_queued_events
+                    or self.queued_bytes + len(message) > config.upstream_max_queued_bytes):
+                self._refuse(message)
+                return False
+            self.queued_events += 1
+            self.queued_bytes += len(message)
         self.queue.put_nowait((message, audio, received_at))
+        return True
+
+    def _refuse(self, message: str) -> None:
+        self.refused_events += 1
+        try:
+            event_id = json.loads(message).get("event_id")
+        except (ValueError, AttributeError):
+            event_id = None
+        logger.warning("upstream send queue full (%d events, %d bytes waiting): event %s dropped",
+                       self.queued_events, self.queued_bytes, event_id)
+        self._conversation.notify_client(error_event(
+            "The assistant's connection is not keeping up; this event was dropped. Try again shortly.",
+            code="upstream_backlog", type_="server_error", event_id=event_id if isinstance(event_id, str) else None))
 
     async def run(self) -> None:
         """Keep a session open until cancelled; raises :class:`LinkFailed` when it must stop."""
@@ -69,7 +107,7 @@ class UpstreamLink:
                 self._metrics.upstream_error(exc.code)
                 delay = self._reconnect.failed(time.monotonic(), fatal=exc.fatal)
                 if delay is None:
-                    raise LinkFailed(exc.code, error_event(str(exc), code=exc.code, type_="server_error")) from None
+                    raise LinkFailed(exc.code, error_event(exc.public, code=exc.code, type_="server_error")) from None
                 logger.warning("upstream reconnect failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -90,7 +128,7 @@ class UpstreamLink:
     async def _connect(self) -> Upstream:
         config = self._config
         return await Upstream.connect(realtime_url(config.realtime_url, config.model),
-                                      auth_headers(config.upstream_auth_header, config.openai_api_key),
+                                      auth_headers(config.upstream_auth_header, config.upstream_api_key),
                                       config.upstream_connect_timeout_s, config.upstream_ping_s)
 
     async def _serve(self, upstream: Upstream) -> str:
@@ -127,12 +165,15 @@ class UpstreamLink:
         inbound_latency = self._metrics.inbound_latency
         while True:
             message, audio, received_at = await self.queue.get()
+            if audio:  # counted out now: a send cut short by a closure loses the message either way
+                self.queued_audio -= 1
+            else:
+                self.queued_events -= 1
+                self.queued_bytes -= len(message)
             try:
                 await upstream.send_text(message)
             except ConnectionClosed:
                 return  # the reader sees the closure and decides what happens next
-            if audio:
-                self.queued_audio -= 1
             if received_at is not None:
                 inbound_latency.observe(time.monotonic() - received_at)
 

@@ -38,16 +38,17 @@ async def test_policy_refusal_and_bad_events_keep_the_call(gateway: RunningGatew
                                                           fake_upstream: FakeRealtimeServer) -> None:
     peer = await connected(gateway)
     try:
+        # A locked field in a session.update is kept, the rest applied: never an error (issue 14).
         peer.send({"type": "session.update", "event_id": "evt_model",
                    "session": {"type": "realtime", "model": "gpt-4o-realtime-preview"}})
-        error = await peer.wait_for("error", where=lambda e: e["error"]["event_id"] == "evt_model")
-        assert error["error"]["code"] == "session_field_locked"
-        assert error["error"]["param"] == "session.model"
-
-        peer.send({"type": "session.update", "event_id": "evt_format",
-                   "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}})
+        updated = await peer.wait_for("session.updated")
+        assert updated["session"]["model"] == gateway.config.model
+        # A per-response override of one is refused, naming it (issue 13).
+        peer.send({"type": "response.create", "event_id": "evt_format",
+                   "response": {"audio": {"output": {"format": {"type": "audio/pcmu"}}}}})
         error = await peer.wait_for("error", where=lambda e: e["error"]["event_id"] == "evt_format")
-        assert error["error"]["param"] == "session.audio.input.format"
+        assert error["error"]["code"] == "session_field_locked"
+        assert error["error"]["param"] == "response.audio.output.format"
 
         peer.channel.send("{nope")
         await peer.wait_for("error", where=lambda e: e["error"]["code"] == "invalid_json")
@@ -57,13 +58,15 @@ async def test_policy_refusal_and_bad_events_keep_the_call(gateway: RunningGatew
         peer.send({"type": "made.up", "event_id": "evt_unknown"})
         await peer.wait_for("error", where=lambda e: e["error"]["event_id"] == "evt_unknown")
 
-        # None of it reached the upstream, and the call still works.
+        # Nothing refused reached the upstream (the session.update went without its model); the call works.
         sent_types = {e["type"] for e in fake_upstream.sessions[-1].client_events}
         assert sent_types == {"session.update"}
-        assert len(fake_upstream.sessions[-1].events_of("session.update")) == 1
+        assert [u["session"].get("model") for u in fake_upstream.sessions[-1].events_of("session.update")] == [
+            gateway.config.model, None]
+        mark = len(peer.events)
         peer.send({"type": "session.update", "event_id": "evt_ok",
                    "session": {"type": "realtime", "instructions": "Olá"}})
-        await peer.wait_for("session.updated")
+        await peer.wait_for("session.updated", after=mark)
         await speak(peer)
         await peer.wait_for("output_audio_buffer.started", timeout=10)
     finally:

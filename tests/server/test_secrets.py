@@ -44,7 +44,7 @@ async def test_a_whole_call_never_shows_a_secret(make_gateway: GatewayFactory, f
         await peer.wait_for("session.created")
         await speak(peer)
         await peer.wait_for("output_audio_buffer.stopped", timeout=15)
-        peer.send({"type": "session.update", "session": {"type": "realtime", "model": "x"}})  # a refusal, too
+        peer.send({"type": "response.create", "response": {"model": "x"}})  # a refusal, too
         await peer.wait_for("error")
         seen += [str(event) for event in peer.events]
         seen.append(peer.pc.remoteDescription.sdp)
