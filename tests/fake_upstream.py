@@ -41,6 +41,11 @@ class Behaviour:
     vad_rms: float = 600.0
     fatal_error_after_turns: int | None = None  # send a fatal error instead of the Nth reply
     session_created_delay: float = 0.0  # hold session.created back (slow upstream handshake)
+    # With tools in the session, a user turn is answered with a call to the first tool; the reply
+    # after its function_call_output speaks that output (as transcript) at tool_reply_pitch_hz.
+    call_tools: bool = False
+    tool_arguments: str = '{"city": "Recife"}'
+    tool_reply_pitch_hz: float = 330.0
 
 
 @dataclass
@@ -55,6 +60,7 @@ class FakeSession:
     active_response: str | None = None
     response_task: asyncio.Task[None] | None = None
     turns: int = 0
+    tool_output: str | None = None  # the last function_call_output, for the next reply to speak
     _buffer_ms: float = 0.0
     _speech_start: float | None = None
     _silence_ms: float = 0.0
@@ -207,6 +213,8 @@ async def _on_client_event(s: FakeSession, event: dict[str, Any]) -> None:
         item.setdefault("object", "realtime.item")
         item.setdefault("status", "completed")
         s.items[item["id"]] = {"role": item.get("role"), "audio_ms": 0, "truncated": False}
+        if item.get("type") == "function_call_output":
+            s.tool_output = str(item.get("output", ""))
         await s.send("conversation.item.added", previous_item_id=s.last_item, item=item)
         await s.send("conversation.item.done", previous_item_id=s.last_item, item=item)
         s.last_item = item["id"]
@@ -277,13 +285,45 @@ def _start_response(s: FakeSession) -> None:
 
 async def _respond(s: FakeSession, response_id: str) -> None:
     try:
-        await _stream_response(s, response_id)
+        if s.behaviour.call_tools and s.tool_output is None and s.session.get("tools"):
+            await _call_tool(s, response_id)
+        else:
+            await _stream_response(s, response_id)
     except ConnectionClosed:
         pass  # the gateway hung up mid-reply
 
 
+async def _call_tool(s: FakeSession, response_id: str) -> None:
+    """A response that is one function call to the session's first tool, as OpenAI streams it."""
+    tool = s.session["tools"][0]
+    item_id, call_id, arguments = new_id("item"), new_id("call"), s.behaviour.tool_arguments
+    item = {"id": item_id, "object": "realtime.item", "type": "function_call", "status": "in_progress",
+            "name": tool.get("name", "tool"), "call_id": call_id, "arguments": ""}
+    base = {"response_id": response_id, "item_id": item_id, "output_index": 0, "call_id": call_id}
+    try:
+        await s.send("response.created", response={"id": response_id, "object": "realtime.response",
+                                                   "status": "in_progress", "output": []})
+        await s.send("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        await s.send("conversation.item.added", previous_item_id=s.last_item, item=item)
+        s.items[item_id] = {"role": None, "audio_ms": 0, "truncated": False}
+        s.last_item = item_id
+        await s.send("response.function_call_arguments.delta", **base, delta=arguments)
+        await s.send("response.function_call_arguments.done", **base, name=item["name"], arguments=arguments)
+        done = {**item, "status": "completed", "arguments": arguments}
+        await s.send("response.output_item.done", response_id=response_id, output_index=0, item=done)
+        await s.send("conversation.item.done", previous_item_id=None, item=done)
+    finally:
+        s.active_response = None
+        s.response_task = None
+    await s.send("response.done", response={"id": response_id, "object": "realtime.response", "status": "completed",
+                                            "output": [done]})
+
+
 async def _stream_response(s: FakeSession, response_id: str) -> None:
     b = s.behaviour
+    text, pitch_hz = b.reply_text, b.reply_pitch_hz
+    if s.tool_output is not None:  # the answer after a tool call: it says what the tool returned
+        text, pitch_hz, s.tool_output = s.tool_output, b.tool_reply_pitch_hz, None
     s.turns += 1
     item_id = new_id("item")
     status = "completed"
@@ -297,14 +337,14 @@ async def _stream_response(s: FakeSession, response_id: str) -> None:
                                                    "status": "in_progress", "output": []})
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                 "status": "in_progress", "content": []}
-        s.items[item_id] = {"role": "assistant", "audio_ms": 0, "truncated": False, "transcript": b.reply_text}
+        s.items[item_id] = {"role": "assistant", "audio_ms": 0, "truncated": False, "transcript": text}
         await s.send("response.output_item.added", response_id=response_id, output_index=0, item=item)
         await s.send("conversation.item.added", previous_item_id=s.last_item, item=item)
         s.last_item = item_id
         await s.send("response.content_part.added", **{k: v for k, v in base.items()},
                      part={"type": "audio", "transcript": ""})
-        audio = voiced(b.reply_seconds, b.reply_pitch_hz, RATE, seed=s.turns)
-        words = b.reply_text.split()
+        audio = voiced(b.reply_seconds, pitch_hz, RATE, seed=s.turns)
+        words = text.split()
         chunk = RATE // 10  # 100 ms deltas
         chunks = range(0, len(audio), chunk)
         for n, start in enumerate(chunks):
@@ -315,17 +355,17 @@ async def _stream_response(s: FakeSession, response_id: str) -> None:
                 await s.send("response.output_audio_transcript.delta", **base, delta=words[n] + " ")
             await asyncio.sleep(0.1 / b.speed)
         await s.send("response.output_audio.done", **base)
-        await s.send("response.output_audio_transcript.done", **base, transcript=b.reply_text)
+        await s.send("response.output_audio_transcript.done", **base, transcript=text)
     except asyncio.CancelledError:
         status = "cancelled"
     finally:
         s.active_response = None
         s.response_task = None
-    part = {"type": "audio", "transcript": b.reply_text}
+    part = {"type": "audio", "transcript": text}
     await s.send("response.content_part.done", **base, part=part)
     done_item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                  "status": "completed" if status == "completed" else "incomplete",
-                 "content": [{"type": "output_audio", "transcript": b.reply_text}]}
+                 "content": [{"type": "output_audio", "transcript": text}]}
     await s.send("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
     await s.send("conversation.item.done", previous_item_id=None, item=done_item)
     await s.send("response.done", response={"id": response_id, "object": "realtime.response", "status": status,
