@@ -10,6 +10,15 @@ of filter delay less per frame than decoding at 48 kHz): a packet that arrives i
 20 ms mic frame at once; a missing one is rebuilt from FEC or concealed
 on time (:mod:`gateway.media.jitter_buffer`), so the upstream hears a continuous cadence.
 
+What a browser's mic may cost is bounded (:class:`MicLimits`), because the upstream bills the
+audio it receives and the numbering in RTP headers is the browser's to choose: never more audio
+than wall-clock time plus ``burst_s`` (:class:`~gateway.media.audio_budget.AudioBudget`, spent
+by the jitter buffer: lying sequence numbers or timestamps, floods, 120 ms packets that claim
+20 ms), nothing after ``silence_stop_s`` without packets, one stream at a time and at most
+``max_ssrc_changes`` new ones, no more than 200 packets a second — the last two checked on the
+SRTP header before decryption (:class:`~gateway.media.rtp.RtpGate`), so a churning or flooding
+sender cannot make aiortc or libsrtp keep state per SSRC either.
+
 The tap relies on aiortc 1.16 internals (name-mangled attributes of ``RTCRtpReceiver`` and the
 way ``RTCDtlsTransport`` calls it); :func:`check_aiortc_internals` verifies them before a call
 uses them and says how to fall back (``RECEIVE_PATH=aiortc``) if aiortc changed.
@@ -21,7 +30,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
@@ -32,12 +41,16 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RtpPacket
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Session as SrtpSession
 
 from ..core.audio_format import UPSTREAM_FRAME, UPSTREAM_RATE, WEBRTC_RATE
+from . import red
+from .audio_budget import AudioBudget
 from .inbound_audio import MicFrame
 from .jitter_buffer import JitterBuffer, Origin, Release
-from .opus import OpusDecoder, OpusError, has_inband_fec
-from .rtp import replace_rtp_handler
+from .opus import OpusDecoder, OpusError, has_inband_fec, packet_samples
+from .rtp import RtpGate, replace_rtp_handler
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +68,7 @@ def check_aiortc_internals() -> None:
     """Fail loudly, once, if aiortc no longer routes RTP, stops and reports the way we rely on."""
     routes = {
         RTCDtlsTransport._handle_rtp_data: "_handle_rtp_packet",  # packets reach receiver._handle_rtp_packet
+        RTCDtlsTransport._recv_next: "_rx_srtp",  # and are decrypted by its _rx_srtp (gated: _GatedSrtp)
         RTCRtpReceiver.stop: "_RTCRtpReceiver__stop_decoder",  # hang-up ends the stream through it
         RTCRtpReceiver._handle_disconnect: "_RTCRtpReceiver__stop_decoder",
         RTCRtpReceiver._handle_rtcp_packet: "_RTCRtpReceiver__stop_decoder",  # RTCP BYE
@@ -95,6 +109,11 @@ class ReceiveStats:
     decode_errors: int
     jitter_buffer_ms: dict[str, float]  # p50 / p95 of the time received packets were held
     target_delay_ms: float  # how long a missing packet is waited for now (follows the jitter)
+    red_packets: int = 0  # received RED packets (RFC 2198) that carried copies of earlier frames
+    frames_red: int = 0  # lost frames rebuilt at full quality from a later packet's RED copy
+    frames_over_budget: int = 0  # frames the RTP asked for beyond real time (lying numbering, floods): not sent
+    ssrc_changes: int = 0
+    packets_refused: int = 0  # dropped before decryption: unfollowed SSRCs, beyond the packet rate
 
     @property
     def loss(self) -> float:
@@ -104,18 +123,32 @@ class ReceiveStats:
         return asdict(self) | {"loss": round(self.loss, 4)}
 
 
+@dataclass(frozen=True)
+class MicLimits:
+    """What one browser connection's mic may cost (settings ``MIC_BURST_MS``,
+    ``MIC_SILENCE_STOP``, ``MIC_MAX_SSRC_CHANGES``)."""
+
+    burst_s: float = 0.2  # mic audio the upstream may receive ahead of the wall clock
+    silence_stop_s: float = 2.0  # after this long without mic packets, no more concealment is sent
+    max_ssrc_changes: int = 4  # new SSRCs followed; later ones are ignored
+
+
 class RtpMicSource:
     """A :class:`~gateway.media.inbound_audio.MicSource` fed straight from a receiver's RTP packets."""
 
     def __init__(self, receiver: RTCRtpReceiver, *, clock: Callable[[], float] = time.monotonic,
-                 buffer: JitterBuffer | None = None) -> None:
+                 buffer: JitterBuffer | None = None, limits: MicLimits | None = None) -> None:
         check_aiortc_internals()
         _check_receiver(receiver)
         if receiver._RTCRtpReceiver__kind != "audio":  # type: ignore[attr-defined]
             raise ValueError("RtpMicSource needs an audio receiver")
+        limits = limits or MicLimits()
         self._clock = clock
         self._loop = asyncio.get_running_loop()
-        self.buffer = buffer or JitterBuffer()
+        self.buffer = buffer or JitterBuffer(budget=AudioBudget(limits.burst_s), max_stall_s=limits.silence_stop_s,
+                                             duration=packet_samples)
+        self._gate = RtpGate(limits.max_ssrc_changes)
+        self._warned: set[str] = set()
         self._decoder = OpusDecoder(UPSTREAM_RATE)
         self._frames: collections.deque[MicFrame] = collections.deque(maxlen=MAX_QUEUED_FRAMES)
         self._partial: tuple[np.ndarray, float, Origin] | None = None  # <20 ms left from a packet
@@ -123,16 +156,16 @@ class RtpMicSource:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._ssrc: int | None = None
-        self._retired: set[int] = set()
         self._ended = False
         self._fec_packets = 0
         self._decode_errors = 0
         self._dropped = 0
-        _tap(receiver, self._on_packet, self._on_receiver_stopped)
+        self._red_packets = 0
+        _tap(receiver, self._on_packet, self._on_receiver_stopped, permits=self._permits, follows=self._follows)
 
     @classmethod
-    def attach(cls, receiver: Any, *track_and_receiver: Any,
-               clock: Callable[[], float] = time.monotonic) -> RtpMicSource:
+    def attach(cls, receiver: Any, *track_and_receiver: Any, clock: Callable[[], float] = time.monotonic,
+               limits: MicLimits | None = None) -> RtpMicSource:
         """Take over ``receiver``'s audio (before or after the connection started). Also accepts
         the call's ``mic_source(track, receiver)`` signature: the track itself is not needed, its
         frames would come from aiortc's decoder."""
@@ -140,38 +173,69 @@ class RtpMicSource:
             receiver = track_and_receiver[0]
         if not isinstance(receiver, RTCRtpReceiver):
             raise ValueError(f"RtpMicSource needs the mic's RTCRtpReceiver, not {type(receiver).__name__}")
-        return cls(receiver, clock=clock)
+        return cls(receiver, clock=clock, limits=limits)
 
     # --- packets in ----------------------------------------------------------------------------
 
-    def _on_packet(self, packet: RtpPacket) -> None:
+    def _on_packet(self, packet: RtpPacket, copies: Sequence[red.Frame] = ()) -> None:
+        """``copies``: the earlier frames a RED packet carried besides ``packet`` (its primary)."""
         if self._ended:
             return
-        if packet.ssrc != self._ssrc:
-            if packet.ssrc in self._retired:
-                return  # a straggler from the stream that was replaced
+        if packet.ssrc != self._ssrc:  # the gate followed a new stream (see _follows)
             if self._ssrc is not None:
                 logger.info("mic stream changed SSRC %d → %d: new sequence, new decoder", self._ssrc, packet.ssrc)
-                self._retired.add(self._ssrc)
-                self.buffer.reset()
-                self._decoder = OpusDecoder(UPSTREAM_RATE)
+                self.buffer.reset()  # the audio budget carries over: a new SSRC is no fresh allowance
+                self._decoder = OpusDecoder(UPSTREAM_RATE)  # the old one is freed with its last reference
             self._ssrc = packet.ssrc
         if has_inband_fec(packet.payload):
             self._fec_packets += 1
         now = self._clock()
+        if copies:
+            self._red_packets += 1
+        for copy in copies:  # before the packet: a gap they fill must not be given up on first
+            self.buffer.push(copy.sequence, copy.timestamp, copy.payload, now, redundant=True)
         self.buffer.push(packet.sequence_number, packet.timestamp, packet.payload, now)
         self._release(now)
+
+    def _permits(self, srtp: bytes) -> bool:
+        """Before decryption (the SRTP header is clear text): whether to look at the packet."""
+        if len(srtp) < 12 or self._gate.permits(int.from_bytes(srtp[8:12], "big"), self._clock()):
+            return True
+        self._note_refusal()
+        return False
+
+    def _follows(self, ssrc: int) -> bool:
+        """After decryption: whether the packet belongs to the mic's stream."""
+        if self._gate.follow(ssrc):
+            return True
+        self._note_refusal()
+        return False
+
+    def _note_refusal(self) -> None:
+        gate = self._gate
+        if gate.refused_rate and "rate" not in self._warned:
+            self._warned.add("rate")
+            logger.warning("mic packets arrive faster than %.0f a second: the excess is dropped unread",
+                           gate.max_rate)
+        if gate.refused_ssrc and gate.exhausted and "ssrc" not in self._warned:
+            self._warned.add("ssrc")
+            logger.warning("the mic sent %d new SSRCs: packets of any further SSRC are ignored",
+                           len(gate.known) - 1)
 
     def _release(self, now: float) -> None:
         for release in self.buffer.pop(now):
             self._emit(self._decode(release), release.received_at, release.origin)
+        if self.buffer.stats.over_budget and "budget" not in self._warned:
+            self._warned.add("budget")
+            logger.info("mic RTP asked for audio faster than real time (numbering jumps, a flood or a stretched "
+                        "stream): the excess is not sent upstream")
         if self._frames and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
         self._schedule()
 
     def _decode(self, release: Release) -> np.ndarray:
         try:
-            if release.origin is Origin.PACKET:
+            if release.origin is Origin.PACKET or release.origin is Origin.RED:
                 return self._decoder.decode(release.payload or b"")
             if release.origin is Origin.FEC:
                 return self._decoder.decode_fec(release.payload or b"", release.samples // _PER_48K)
@@ -235,6 +299,8 @@ class RtpMicSource:
         return self._frames.popleft()
 
     def stop(self) -> None:
+        if not self._ended:
+            self._log_limits()
         self._ended = True
         if self._timer is not None:
             self._timer.cancel()
@@ -244,6 +310,14 @@ class RtpMicSource:
 
     # --- statistics ----------------------------------------------------------------------------
 
+    def _log_limits(self) -> None:
+        counts, gate = self.buffer.stats, self._gate
+        if counts.over_budget or gate.refused_ssrc or gate.refused_rate:
+            logger.info("mic kept to real time: %d frames not sent upstream (%.1f s refused by the budget), %d "
+                        "packets of unfollowed SSRCs and %d beyond the packet rate dropped unread, %d SSRC changes",
+                        counts.over_budget, self.buffer.budget.refused_s, gate.refused_ssrc, gate.refused_rate,
+                        gate.changes)
+
     def stats(self) -> ReceiveStats:
         buffer, counts = self.buffer, self.buffer.stats
         return ReceiveStats(
@@ -252,7 +326,9 @@ class RtpMicSource:
             frames_fec=counts.fec, frames_concealed=counts.concealed, frames_inserted=counts.inserted,
             decode_errors=self._decode_errors,
             jitter_buffer_ms={"p50": counts.delay_percentile(50) * 1000, "p95": counts.delay_percentile(95) * 1000},
-            target_delay_ms=buffer.wait * 1000)
+            target_delay_ms=buffer.wait * 1000, red_packets=self._red_packets, frames_red=counts.red,
+            frames_over_budget=counts.over_budget, ssrc_changes=self._gate.changes,
+            packets_refused=self._gate.refused_ssrc + self._gate.refused_rate)
 
     def receive_stats(self) -> dict[str, Any]:
         """The call's summary fields (see :class:`~gateway.media.inbound_audio.MicSource`), and more."""
@@ -260,7 +336,9 @@ class RtpMicSource:
         return stats.as_dict() | {"sent_by_peer": stats.packets_sent}
 
 
-def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None], on_stopped: Callable[[], None]) -> None:
+def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket, Sequence[red.Frame]], None],
+         on_stopped: Callable[[], None], *, permits: Callable[[bytes], bool] = lambda _: True,
+         follows: Callable[[int], bool] = lambda _: True) -> None:
     """Route ``receiver``'s RTP packets to ``on_packet`` and retire aiortc's decoder thread.
 
     The packets come through :func:`~gateway.media.rtp.replace_rtp_handler`. What stays from
@@ -269,29 +347,41 @@ def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None], on_st
     jitter) for the browser. What goes: its jitter buffer and the queue to its decoder thread.
     aiortc ends a receiver's stream (hang-up, DTLS closed, RTCP BYE) through the name-mangled
     ``__stop_decoder``; an instance attribute of that name lets the source end too.
+
+    ``permits`` sees each SRTP packet before its transport decrypts it (from the first packet
+    on: see :class:`_GatedSrtp`); ``follows`` each decrypted one before aiortc keeps anything
+    about its SSRC.
     """
     codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     active = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
     stop_decoder = receiver._RTCRtpReceiver__stop_decoder  # type: ignore[attr-defined]
     warned: set[int] = set()
+    gated = False
 
     async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        if not receiver._enabled:
+        nonlocal gated
+        if not gated:  # the transport delivering packets has its SRTP session by now
+            gated = True
+            _GatedSrtp.install(receiver.transport, permits)
+        codec = codecs.get(packet.payload_type)
+        if not receiver._enabled or codec is None or not follows(packet.ssrc):
             return
         active[packet.ssrc] = aiortc_clock.current_datetime()
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
         if packet.ssrc not in streams:
             streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         streams[packet.ssrc].add(packet)
+        if codec.mimeType.lower() == "audio/red":  # the browser sends RED: gateway/webrtc/red_audio.py
+            split = red.split_packet(packet, codec.parameters)
+            if split is not None:
+                on_packet(*split)
+            return
         if codec.mimeType.lower() != "audio/opus":
             if packet.payload_type not in warned:
                 warned.add(packet.payload_type)
                 logger.warning("mic packets in %s ignored: the own receive path decodes Opus only", codec.mimeType)
             return
-        on_packet(packet)
+        on_packet(packet, ())
 
     def stop_decoder_and_stream() -> None:
         stop_decoder()
@@ -309,3 +399,27 @@ def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None], on_st
         stop_decoder()
 
     receiver.receive = receive_then_retire_decoder  # type: ignore[method-assign]
+
+
+class _GatedSrtp:
+    """A DTLS transport's inbound SRTP session behind :meth:`RtpMicSource._permits`: a refused
+    packet is dropped as undecryptable (aiortc logs it at DEBUG) before libsrtp decrypts it or
+    creates a stream for its SSRC."""
+
+    def __init__(self, session: SrtpSession, permits: Callable[[bytes], bool]) -> None:
+        self._session = session
+        self._permits = permits
+
+    @classmethod
+    def install(cls, transport: Any, permits: Callable[[bytes], bool]) -> None:
+        session = getattr(transport, "_rx_srtp", None)
+        if session is not None and not isinstance(session, cls):
+            transport._rx_srtp = cls(session, permits)
+
+    def unprotect(self, packet: bytes) -> bytes:
+        if not self._permits(packet):
+            raise SrtpError("refused by the mic's RTP gate")
+        return self._session.unprotect(packet)
+
+    def __getattr__(self, name: str) -> Any:  # unprotect_rtcp, protect…: the session's own
+        return getattr(self._session, name)

@@ -13,10 +13,22 @@ in order, soon, but not at an exact pace. So here a packet that arrives in order
   the frame clock so the upstream keeps a continuous cadence (its VAD keeps measuring time).
   These frames are *inserted*: they use no sequence number, so a packet that was only delayed is
   still played when it comes (the stream stretches by a frame instead of losing a real one),
-  while a burst that was really lost is not concealed twice.
+  while a burst that was really lost is not concealed twice. A frame whose time passed while
+  the event loop was busy elsewhere is not invented late (the packets are likely queued).
 - **Timestamp jump** without a sequence gap (DTX, silence suppression): the skipped time is
   filled with concealment (libopus fades it to silence), minus what a stall already inserted,
   so a second of the caller's timeline stays a second upstream.
+
+Whatever the numbering claims, the upstream never receives audio faster than real time: every
+frame released is paid for from an :class:`~gateway.media.audio_budget.AudioBudget` (wall-clock
+time plus a small burst). Lying numbering — sequence or timestamp jumps that would be concealed
+by the second, floods of well-numbered packets, packets holding more audio than their timestamps
+say — gets what the clock can pay for and no more; the rest is skipped (``stats.over_budget``),
+invented frames before real ones, a long unaffordable gap at once rather than frame by frame.
+Delayed packets that come bunched after a bridged stall still all play (borrowed against the
+stall's frames, repaid by skipping later invented ones). And a stall is bridged for
+``max_stall_s`` at most: a browser that stopped sending costs nothing upstream until its next
+packet, which leaves at once.
 
 ``wait`` follows the lateness actually seen — how long after they were first missed reordered
 or delayed packets still came — over the last ``memory_s`` seconds, plus a margin, bounded by
@@ -31,11 +43,13 @@ from __future__ import annotations
 
 import collections
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..core.audio_format import WEBRTC_RATE
 from ..core.stats import percentile
+from .audio_budget import AudioBudget
 from .rtp import extend_sequence
 
 TS_MOD = 1 << 32
@@ -48,6 +62,7 @@ class Origin(enum.Enum):
     PACKET = "decoded"
     FEC = "fec"
     CONCEAL = "concealed"
+    RED = "red"  # from a copy a later packet carried (RFC 2198), as good as the packet itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +81,7 @@ class _Packet(NamedTuple):
     timestamp: int
     payload: bytes
     arrival: float
+    redundant: bool = False  # a RED copy, not the packet itself
 
 
 @dataclass
@@ -79,7 +95,9 @@ class JitterStats:
     fec: int = 0  # frames rebuilt from the next packet's in-band FEC
     concealed: int = 0  # frames invented for missing packets
     inserted: int = 0  # frames invented for time without packets (stalls, DTX)
+    red: int = 0  # frames rebuilt at full quality from a RED copy in a later packet
     resyncs: int = 0  # the sender's numbering jumped (restart, long outage)
+    over_budget: int = 0  # frames not released: they would have outrun the wall clock (lying numbering, floods)
     delays: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=3000))
 
     def delay_percentile(self, q: float) -> float:
@@ -109,11 +127,18 @@ class _WindowMax:
 
 class JitterBuffer:
     def __init__(self, *, min_wait: float = 0.01, max_wait: float = 0.12, margin: float = 0.005,
-                 memory_s: float = 5.0, resync_after: int = 100) -> None:
+                 memory_s: float = 5.0, resync_after: int = 100, budget: AudioBudget | None = None,
+                 max_stall_s: float = 2.0, duration: Callable[[bytes], int | None] | None = None) -> None:
+        """``budget``: what may leave per wall-clock second (kept across :meth:`reset`);
+        ``max_stall_s``: how long a stall is bridged with concealment; ``duration``: the 48 kHz
+        samples a payload decodes to (None: unknown), so a packet is paid for by what it holds."""
         self.min_wait = min_wait
         self.max_wait = max_wait
         self.margin = margin
         self.resync_after = resync_after
+        self.budget = budget or AudioBudget()
+        self.max_stall_s = max_stall_s
+        self._duration = duration
         self.stats = JitterStats()
         self._lateness = _WindowMax(memory_s)
         self._packets: dict[int, _Packet] = {}  # extended sequence number → packet
@@ -127,15 +152,25 @@ class JitterBuffer:
         self._now = 0.0
         self._stalled = 0  # frames inserted since the last arrival
         self._credit = 0  # inserted frames not yet matched by a missing packet or a timestamp jump
+        self._stretch_s = 0.0  # inserted audio the packets ending a stall make redundant: theirs to borrow
+        self._bunch_until = 0.0  # …until then (they come bunched behind the first one)
         self._overdue_since: float | None = None  # when the packet due next was first missed
         self._given_up: dict[int, tuple[float, float]] = {}  # seq rebuilt without its packet → (when, wait)
         self._newest: tuple[int, int] | None = None  # (sequence, timestamp) of the newest packet
         self._candidate: tuple[int, int, bytes, float] | None = None  # a far jump awaiting confirmation
+        self._from_copy: collections.deque[int] = collections.deque(maxlen=64)  # seqs played from RED copies
 
     # --- input -------------------------------------------------------------------------------
 
-    def push(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
-        """A packet arrived: ``seq`` and ``timestamp`` straight from its RTP header."""
+    def push(self, seq: int, timestamp: int, payload: bytes, now: float, *, redundant: bool = False) -> None:
+        """A packet arrived: ``seq`` and ``timestamp`` straight from its RTP header.
+
+        ``redundant``: a copy of packet ``seq`` that a later packet carried (RED, push it before
+        that packet): it only fills a gap, at once and at full quality, before FEC or concealment.
+        """
+        if redundant:
+            self._push_copy(seq, timestamp, payload, now)
+            return
         self._now = now
         self.stats.received += 1
         ext = self._extend(seq)
@@ -153,12 +188,19 @@ class JitterBuffer:
         if ext < self._next:
             self._arrived_too_late(ext, now)
             return
-        if ext in self._packets:
+        if ext in self._packets and not self._packets[ext].redundant:  # (the packet replaces its RED copy)
             self.stats.duplicate += 1
             return
         if ext == self._next and (self._packets or self._overdue_since is not None):
             self._lateness.add(now, now - self._gap_start())  # reordered or delayed, still in time
         self._store(ext, timestamp, payload, now)
+
+    def _push_copy(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
+        if self._next is None or self._highest is None:
+            return  # no stream yet: the packet carrying the copy starts it
+        ext = self._extend(seq)
+        if self._next <= ext <= self._next + self.resync_after and ext not in self._packets:
+            self._packets[ext] = _Packet(timestamp, payload, now, True)
 
     def _store(self, ext: int, timestamp: int, payload: bytes, now: float) -> None:
         newest = self._newest
@@ -192,6 +234,8 @@ class JitterBuffer:
 
     def _arrived_too_late(self, ext: int, now: float) -> None:
         gave_up = self._given_up.pop(ext, None)
+        if gave_up is None and ext in self._from_copy:
+            return  # reordered: its RED copy already played it
         if gave_up is None:  # already played from its own packet
             self.stats.duplicate += 1
             return
@@ -207,6 +251,7 @@ class JitterBuffer:
         self._next = self._highest = self._first = self._played_ts = self._overdue_since = None
         self._newest = self._candidate = None
         self._stalled = self._credit = 0
+        self._stretch_s = 0.0
 
     @property
     def packets_sent(self) -> int:
@@ -244,20 +289,35 @@ class JitterBuffer:
             return None
         if self._packets:
             return self._last_arrival if self._next in self._packets else self._gap_start() + self.wait
+        stall_at = self._stall_at()
+        return None if stall_at > self._last_arrival + self.max_stall_s else stall_at
+
+    def _stall_at(self) -> float:
+        """When the next frame of a stall is due (nothing is here)."""
         return self._last_arrival + (self._stalled + 2) * self.frame_s + self.wait
 
     def pop(self, now: float) -> list[Release]:
-        """Every frame due by ``now``, in order."""
+        """Every frame due by ``now`` that the budget can pay for, in order."""
         self._now = now
         out: list[Release] = []
         stats = self.stats
+        budget = self.budget
+        frame_s = self.frame_s
         while self._next is not None:
             packet = self._packets.pop(self._next, None)
             if packet is not None:
-                self._fill_timestamp_jump(packet, out)
-                out.append(Release(Origin.PACKET, packet.payload, self._step, packet.arrival))
-                stats.decoded += 1
-                stats.delays.append(now - packet.arrival)
+                self._fill_timestamp_jump(packet, out, now)
+                if self._affords(self._held_s(packet.payload), now):
+                    out.append(Release(Origin.RED if packet.redundant else Origin.PACKET, packet.payload,
+                                       self._step, packet.arrival))
+                    if packet.redundant:
+                        stats.red += 1
+                        self._from_copy.append(self._next)
+                    else:
+                        stats.decoded += 1
+                    stats.delays.append(now - packet.arrival)
+                else:
+                    stats.over_budget += 1
                 self._played_ts = packet.timestamp
                 self._advance()
                 continue
@@ -266,14 +326,19 @@ class JitterBuffer:
                     break
                 following = self._packets.get(self._next + 1)
                 if following is not None:  # real audio, even if a stall already stood for its time
-                    out.append(Release(Origin.FEC, following.payload, self._step, following.arrival))
-                    stats.fec += 1
-                    stats.delays.append(now - following.arrival)
+                    if self._affords(frame_s, now):
+                        out.append(Release(Origin.FEC, following.payload, self._step, following.arrival))
+                        stats.fec += 1
+                        stats.delays.append(now - following.arrival)
+                    else:
+                        stats.over_budget += 1
                 elif self._credit:
                     self._credit -= 1  # an inserted frame already stood for this one
-                else:
+                elif budget.take(frame_s, now, invented=True):
                     out.append(Release(Origin.CONCEAL, None, self._step, now))
                     stats.concealed += 1
+                else:
+                    self._skip_gap(now)
                 self._given_up[self._next] = (now, self.wait)
                 if len(self._given_up) > 2 * self.resync_after:
                     del self._given_up[next(iter(self._given_up))]
@@ -281,25 +346,84 @@ class JitterBuffer:
                     self._played_ts = (self._played_ts + self._step) % TS_MOD
                 self._advance()
                 continue
-            if now < self._last_arrival + (self._stalled + 2) * self.frame_s + self.wait:
-                break
+            stall_at = self._stall_at()
+            if now < stall_at or stall_at > self._last_arrival + self.max_stall_s:
+                break  # not due yet, or the browser has been silent too long to bridge
             if self._overdue_since is None:  # the stream stalled: keep the cadence
                 self._overdue_since = now - self.wait
-            out.append(Release(Origin.CONCEAL, None, self._step, now, inserted=True))
-            stats.inserted += 1
+                self._stretch_s = 0.0
             self._stalled += 1
-            self._credit += 1
+            if now - stall_at > 2 * frame_s or budget.in_debt:
+                # Not bridged: due long ago (the loop was busy; the packets are likely queued behind
+                # this timer), or the stream is still ahead from an earlier stall. Either way the
+                # time is left for the delayed packets to fill (the budget carries it), if they come.
+                pass
+            elif budget.take(frame_s, now, invented=True):
+                out.append(Release(Origin.CONCEAL, None, self._step, now, inserted=True))
+                stats.inserted += 1
+                self._credit += 1
+            else:
+                stats.over_budget += 1
         return out
 
-    def _fill_timestamp_jump(self, packet: _Packet, out: list[Release]) -> None:
-        """Time the sender skipped (DTX) becomes concealment, less what a stall inserted."""
+    def _affords(self, seconds: float, now: float) -> bool:
+        """Whether real audio may leave: within the budget down to its reserve, then borrowed
+        against the bridged stall it ends (its invented frames already stood for this time),
+        then down to nothing."""
+        budget = self.budget
+        if budget.tokens(now) - seconds >= budget.reserve_s - 1e-6:
+            return budget.take(seconds, now)
+        if now <= self._bunch_until and self._stretch_s >= seconds - 1e-6:
+            self._stretch_s -= seconds
+            budget.borrow(seconds)
+            return True
+        return budget.take(seconds, now)
+
+    def _held_s(self, payload: bytes) -> float:
+        """Seconds of audio a packet decodes to: what it holds, not what its timestamps say."""
+        samples = self._duration(payload) if self._duration is not None else None
+        return (samples or self._step) / WEBRTC_RATE
+
+    def _skip_gap(self, now: float) -> None:
+        """The frame due could not be concealed within the budget: neither can the rest of the
+        missing run, so it is skipped at once (a sender jumping its numbering pays nothing per
+        frame), bar the run's last frame, which the packet after it may rebuild from FEC. Skipped
+        frames repay a debt as refused ones do."""
+        assert self._next is not None
+        more = max(0, min(self._packets) - self._next - 2)
+        if more and self.budget.in_debt:
+            self.budget.take(more * self.frame_s, now, invented=True)
+        self.stats.over_budget += 1 + more
+        self._next += more
+        if self._played_ts is not None:
+            self._played_ts = (self._played_ts + more * self._step) % TS_MOD
+
+    def _fill_timestamp_jump(self, packet: _Packet, out: list[Release], now: float) -> None:
+        """Time the sender skipped (DTX) becomes concealment, less what a stall inserted.
+
+        The fill pays for time that passed before the packet came (the stall began only
+        ``2 frames + wait`` after it), so unlike other invented audio it may spend the budget's
+        reserve — but not what the packet itself needs."""
+        matched = 0
         if self._played_ts is not None:
             skipped = ((packet.timestamp - self._played_ts) % TS_MOD) // self._step - 1
             if 0 < skipped <= MAX_FILL_FRAMES:
-                for _ in range(max(0, skipped - self._credit)):
+                matched = skipped
+                wanted = max(0, skipped - self._credit)
+                affordable = int((self.budget.available(now) - self._held_s(packet.payload)) / self.frame_s + 1e-6)
+                fill = max(0, min(wanted, affordable))
+                for _ in range(fill):
+                    self.budget.take(self.frame_s, now)
                     out.append(Release(Origin.CONCEAL, None, self._step, packet.arrival, inserted=True))
-                    self.stats.inserted += 1
-        self._credit = 0  # a stall longer than the jump stretched the stream instead
+                for _ in range(wanted - fill):  # refused (repays a debt if there is one)
+                    self.budget.take(self.frame_s, now, invented=True)
+                self.stats.inserted += fill
+                self.stats.over_budget += wanted - fill
+        if self._overdue_since is not None:  # the first packet after a stall: its bunch may follow
+            self._bunch_until = now + self.max_wait
+            if self._credit > matched:  # a stall longer than the jump stretched the stream instead:
+                self._stretch_s = (self._credit - matched) * self.frame_s  # its packets may borrow that
+        self._credit = 0
 
     def _advance(self) -> None:
         assert self._next is not None

@@ -256,6 +256,29 @@ def has_inband_fec(payload: bytes) -> bool:
     return False
 
 
+_FRAME_48K = (  # samples per frame at 48 kHz for each TOC configuration (RFC 6716 §3.1)
+    (480, 960, 1920, 2880) * 3  # SILK: 10, 20, 40, 60 ms
+    + (480, 960) * 2  # hybrid: 10, 20 ms
+    + (120, 240, 480, 960) * 4  # CELT: 2.5, 5, 10, 20 ms
+)
+
+
+def packet_samples(payload: bytes) -> int | None:
+    """48 kHz samples an Opus packet decodes to, from its TOC byte (RFC 6716 §3.1) — what the
+    packet holds, whatever its RTP timestamps claim; None if it is malformed."""
+    if not payload:
+        return None
+    code = payload[0] & 0x3
+    if code == 3:
+        if len(payload) < 2:
+            return None
+        frames = payload[1] & 0x3F
+    else:
+        frames = 1 if code == 0 else 2
+    samples = _FRAME_48K[payload[0] >> 3] * frames
+    return samples if 0 < samples <= MAX_FRAME_SAMPLES else None
+
+
 def _first_frame_offset(payload: bytes) -> int | None:
     code = payload[0] & 0x3
     if code < 2:

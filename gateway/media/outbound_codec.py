@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from aiortc import RTCRtpSender
@@ -92,8 +93,10 @@ class OpusPacketizer:
         return payload
 
 
-async def follow_loss_reports(sender: RTCRtpSender, encoder: OpusEncoder, interval: float = 2.0) -> None:
-    """Owned by the call: read the browser's receiver reports and retune the encoder's FEC.
+async def follow_loss_reports(sender: RTCRtpSender, encoder: OpusEncoder, interval: float = 2.0, *,
+                              on_report: Callable[[int], None] | None = None) -> None:
+    """Owned by the call: read the browser's receiver reports and retune the encoder's FEC
+    (and, through ``on_report(fraction_lost)``, whatever else follows the loss: RED).
 
     aiortc keeps the latest RTCP receiver report of the browser in the sender's stats
     (``remote-inbound-rtp``); reading it every ``interval`` costs microseconds.
@@ -108,6 +111,8 @@ async def follow_loss_reports(sender: RTCRtpSender, encoder: OpusEncoder, interv
             continue
         for report in stats.values():
             if report.type == "remote-inbound-rtp" and report.fractionLost is not None:
+                if on_report is not None:
+                    on_report(report.fractionLost)
                 percent = estimator.update(report.fractionLost)
                 if percent != encoder.loss_percent:
                     logger.info("browser reports %.1f%% loss: encoder expects %d%%",

@@ -24,14 +24,16 @@ from aiortc.sdp import candidate_from_sdp
 from ..config import Config
 from ..core.errors import BadRequest
 from ..core.events import Event, dumps
-from ..media.audio_receiver import RtpMicSource
+from ..media.audio_receiver import MicLimits, RtpMicSource
 from ..media.inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
 from ..media.outbound_audio import OutboundAudioTrack
 from ..media.outbound_codec import OpusPacketizer, follow_loss_reports
 from ..server.metrics import GatewayMetrics
 from .ice import explain_ice_failure, selected_route
 from .opus_sdp import request_opus_fec
+from .red_audio import RedPacketizer, accept_red
 from .sdp import tidy_answer
+from .transport_timers import tune_transport_timers
 
 logger = logging.getLogger(__name__)
 
@@ -54,17 +56,19 @@ class BrowserPeer:
     def __init__(self, config: Config, configuration: RTCConfiguration | None, *,
                  next_frame: Callable[[float], np.ndarray], on_mic_audio: Callable[[bytes, MicFrame], None],
                  on_message: Callable[[str | bytes], None], metrics: GatewayMetrics, started: float,
-                 mic_source: MicFactory | None = None) -> None:
+                 mic_source: MicFactory | None = None, pc: RTCPeerConnection | None = None) -> None:
+        """``pc``: a peer connection made elsewhere (the embedding API's, owned by the application)."""
         self._config = config
         self._metrics = metrics
         self._started = started
         self._on_mic_audio = on_mic_audio
         self._on_message = on_message
         self.configuration = configuration or RTCConfiguration()
-        self.pc = RTCPeerConnection(self.configuration)
+        self.pc = pc if pc is not None else RTCPeerConnection(self.configuration)
         self._packetizer = OpusPacketizer()
-        self.outbound = OutboundAudioTrack(next_frame, packetize=self._packetizer, on_gap=metrics.outbound_gap)
-        self._make_mic = mic_source or (RtpMicSource.attach if config.receive_path == "gateway" else TrackMicSource)
+        self._red = RedPacketizer(self._packetizer)  # plain Opus unless the browser offers RED
+        self.outbound = OutboundAudioTrack(next_frame, packetize=self._red, on_gap=metrics.outbound_gap)
+        self._make_mic = mic_source or (self._own_mic if config.receive_path == "gateway" else TrackMicSource)
         self.mic: MicSource | None = None
         self._sender: RTCRtpSender | None = None
         self._audio_mid: str | None = None
@@ -97,7 +101,11 @@ class BrowserPeer:
             for other in self.pc.getTransceivers():
                 if other is not transceiver:
                     other.direction = "inactive"  # one audio stream per call; extra media is refused
+            red = accept_red(transceiver, offer_sdp) if self._config.receive_path == "gateway" else None
+            if red is not None:  # RED both ways (the own receive path unpacks it)
+                self._red.enable(red)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
+            tune_transport_timers(self.pc)
         except BadRequest:
             raise
         except Exception as exc:  # aiortc raises ValueError, KeyError, AttributeError… on odd offers
@@ -163,7 +171,8 @@ class BrowserPeer:
         assert self._sender is not None, "run() follows accept()"
         async with asyncio.TaskGroup() as tasks:
             watch = tasks.create_task(self._watch())
-            loss = tasks.create_task(follow_loss_reports(self._sender, self._packetizer.encoder))
+            loss = tasks.create_task(follow_loss_reports(self._sender, self._packetizer.encoder,
+                                                         on_report=self._red.follow))
             mic = tasks.create_task(self._run_mic())
             await self._gone.wait()
             for task in (watch, loss, mic):
@@ -175,7 +184,9 @@ class BrowserPeer:
 
         Browsers send mic RTP all the time (a muted track still sends packets), so silence on the
         wire for ``peer_timeout_s`` means the peer vanished: closed tab, lost network. aiortc's
-        own consent checks would take ~30 s to notice.
+        own consent checks would take ~30 s to notice. Concealment the receive path makes for a
+        silent mic does not count as heard (and stops after ``mic_silence_stop_s``, so a silent
+        browser costs no upstream audio while this watch decides).
         """
         config = self._config
         try:
@@ -193,6 +204,12 @@ class BrowserPeer:
                 logger.warning("no media from the browser for %.1f s: the peer is gone", silent)
                 self.stop("peer_gone")
                 return
+
+    def _own_mic(self, track: MediaStreamTrack, receiver: Any) -> MicSource:
+        config = self._config
+        limits = MicLimits(burst_s=config.mic_burst_ms / 1000, silence_stop_s=config.mic_silence_stop_s,
+                           max_ssrc_changes=config.mic_max_ssrc_changes)
+        return RtpMicSource.attach(track, receiver, limits=limits)
 
     async def _run_mic(self) -> None:
         await self._track_ready.wait()

@@ -4,9 +4,11 @@ dropped on purpose (seeded) between the network and the receiver."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,17 @@ class Link:
 def speech() -> np.ndarray:
     pcm, _ = read_wav(DATA / "pt_br_dom_casmurro.wav")
     return np.concatenate((Upsampler().process(pcm), np.zeros(48000, np.int16)))
+
+
+@pytest.fixture(autouse=True)
+def no_full_collection_while_measuring() -> Iterator[None]:
+    """These tests time frames to the millisecond in the test process itself, whose heap (every
+    earlier test's objects) a full collection would scan for ~200 ms; the gateway freezes its own
+    start-up heap the same way (``gateway.cli``)."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 async def connect(loss: float, *, own_path: bool = True, seed: int = 42, attach_late: bool = False,
