@@ -1,18 +1,32 @@
-"""Inbound audio over a lossy, jittery network: the gateway's receive path against stock aiortc.
+"""Inbound audio and call set-up over a lossy, jittery network: RED, FEC, no FEC, stock aiortc.
 
-    python bench/lossy.py [--loss 0 5 10 20] [--delay 50] [--jitter 20]   (root: network namespaces)
+    python bench/lossy.py [--loss 0 10 20 30] [--modes random bursty] [--burst 3]
+                          [--delay 50] [--jitter 20] [--setups 5]          (root: network namespaces)
 
-For each loss rate, one call per receive path says ~10 s of pt-BR speech (Opus with in-band
-FEC, as Chrome sends once asked) across the netbed (nftables drops, TUN relay delay ± jitter).
-Prints: frames delivered upstream per 20 ms frame the browser sent, how they were made (decoded,
-rebuilt from FEC, concealed), the receive path's held-back delay p50/p95, and the word error
-rate of Whisper on what the upstream received, against its transcript of the clean original.
+For each loss rate and loss mode (independent drops, or Gilbert–Elliott runs of ``--burst``
+packets on average), one call per sender/receiver pair says three pt-BR sentences (~14 s, 27 words) across
+the netbed, loss in both directions (the client retransmits DTLS/SCTP on a browser's timers):
+
+- ``red``: a Chromium-like sender (Opus with in-band FEC inside RED, distance 1), the gateway's
+  receive path (RED answered);
+- ``fec``: the same sender without RED, the gateway's receive path;
+- ``no-fec``: aiortc's own encoder (no in-band FEC), the gateway's receive path;
+- ``aiortc``: the Chromium-like FEC sender into aiortc's stock receive path.
+
+Prints frames delivered upstream per 20 ms frame sent, how they were made (decoded, rebuilt
+from a RED copy, from FEC, concealed), the receive path's held-back delay p50/p95, and the word
+error rate of Whisper on what the upstream received against its transcript of the clean original.
+Then set-up times (offer → data channel open, p50 / max of ``--setups`` calls) at each random
+loss rate, with aiortc's stock DTLS/SCTP timers and with ``gateway/webrtc/transport_timers.py``
+(on both ends: the client stands in for a browser, whose timers are already fast).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +43,12 @@ from tests.netbed.bed import NetBed  # noqa: E402
 from tests.netbed.scenario import run_call  # noqa: E402
 
 WAVS = [DATA / "pt_br_capital_brasil.wav", DATA / "pt_br_dom_casmurro.wav", DATA / "pt_br_historia.wav"]
+PATHS = {  # name → (receive path, client flags)
+    "red": ("gateway", ["--red"]),
+    "fec": ("gateway", []),
+    "no-fec": ("gateway", ["--sender", "aiortc"]),
+    "aiortc": ("aiortc", []),
+}
 
 
 def words(text: str) -> list[str]:
@@ -44,32 +64,88 @@ def wer(reference: list[str], hypothesis: list[str]) -> float:
     return float(d[-1]) / max(1, len(reference))
 
 
+def lossy_bed(seed: int, loss: float, mode: str, args: argparse.Namespace) -> NetBed:
+    bed = NetBed(seed=seed)
+    bed.open()
+    bed.set_delay(args.delay, jitter_ms=args.jitter)
+    bed.set_loss(loss, burst=args.burst if mode == "bursty" else None)
+    return bed
+
+
+def audio_table(args: argparse.Namespace, whisper: Transcriber, reference: list[str]) -> None:
+    print("| loss | mode | path | delivered / sent | decoded / RED / FEC / concealed | held back p50 / p95 ms | WER |")
+    print("|---|---|---|---|---|---|---|")
+    for loss in args.loss:
+        for mode in args.modes if loss else ["random"]:
+            for name in args.paths:
+                receive_path, client_args = PATHS[name]
+                bed = lossy_bed(int(loss * 10) + len(mode), loss, mode, args)
+                try:
+                    with tempfile.TemporaryDirectory() as results:
+                        summary, audio, client = run_call(bed, Path(results), WAVS, receive_path=receive_path,
+                                                          client_args=[*client_args, "--tuned-timers"])
+                        pcm, _ = read_wav(audio)
+                        error = wer(reference, words(whisper.transcribe(pcm, "pt")))
+                except AssertionError as exc:  # the call did not happen (set-up failed): say so, go on
+                    print(f"| {loss:g}% | {mode} | {name} | call failed: {str(exc).splitlines()[-1][:80]} | | | |")
+                    continue
+                finally:
+                    bed.close()
+                frames = summary["mic_frames"]
+                sent = client["frames_sent"]
+                made = [frames.get(k, 0) for k in ("decoded", "red", "fec", "concealed")]
+                delay = summary["jitter_buffer_ms"]
+                held = f"{delay['p50']:.0f} / {delay['p95']:.0f}" if delay else "-"
+                print(f"| {loss:g}% | {mode} | {name} | {100 * sum(made) / sent:.1f}% | {' / '.join(map(str, made))} | "
+                      f"{held} | {100 * error:.1f}% |", flush=True)
+
+
+def setup_table(args: argparse.Namespace) -> None:
+    print("\n| loss | timers | offer → connected p50 s | offer → data channel open p50 / max s |")
+    print("|---|---|---|---|")
+    for loss in args.loss:
+        for timers, server_flags, client_flags in (("aiortc stock", ["--stock-timers"], []),
+                                                   ("tuned", [], ["--tuned-timers"])):
+            bed = lossy_bed(100 + int(loss), loss, "random", args)
+            try:
+                with tempfile.TemporaryDirectory() as results:
+                    server = bed.python(bed.server, "tests.netbed.serve_gateway", "--host", bed.server.address,
+                                        "--results", results, *server_flags)
+                    url = json.loads(server.wait_for_line(r'^\{"url"', timeout=60).string)["url"]
+                    connected, opened = [], []
+                    for _ in range(args.setups):
+                        client = bed.python(bed.client, "tests.netbed.call_client", "--url", url, "--setup-only",
+                                            *client_flags)
+                        if client.wait(timeout=90) != 0:
+                            opened.append(float("inf"))
+                            continue
+                        setup = client.json_lines()[-1]["setup"]
+                        connected.append(setup["connected_s"])
+                        opened.append(setup["open_s"])
+            finally:
+                bed.close()
+            print(f"| {loss:g}% | {timers} | {statistics.median(connected) if connected else float('nan'):.2f} | "
+                  f"{statistics.median(opened):.2f} / {max(opened):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loss", type=int, nargs="+", default=[0, 5, 10, 20])
+    parser.add_argument("--loss", type=float, nargs="+", default=[0, 10, 20, 30])
+    parser.add_argument("--modes", nargs="+", choices=("random", "bursty"), default=["random", "bursty"])
+    parser.add_argument("--burst", type=float, default=3.0, help="mean run of lost packets in bursty mode")
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
     parser.add_argument("--delay", type=float, default=50)
     parser.add_argument("--jitter", type=float, default=20)
+    parser.add_argument("--setups", type=int, default=5, help="set-ups per loss rate and timer choice (0: none)")
+    parser.add_argument("--no-audio", action="store_true", help="only the set-up table")
     args = parser.parse_args()
-    whisper = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 2)
-    reference = [w for path in WAVS for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
-    print(f"reference transcript ({len(reference)} words): {' '.join(reference)}\n")
-    print("| loss | path | delivered / sent | decoded / FEC / concealed | held back p50 / p95 ms | WER |")
-    print("|---|---|---|---|---|---|")
-    for loss in args.loss:
-        for path in ("gateway", "aiortc"):
-            with NetBed(seed=loss) as bed, tempfile.TemporaryDirectory() as results:
-                bed.set_delay(args.delay, jitter_ms=args.jitter)
-                bed.set_loss(loss)
-                summary, audio, client = run_call(bed, Path(results), WAVS, receive_path=path)
-                pcm, _ = read_wav(audio)
-                error = wer(reference, words(whisper.transcribe(pcm, "pt")))
-            frames = summary["mic_frames"]
-            sent = client["frames_sent"]
-            made = [frames.get(k, 0) for k in ("decoded", "fec", "concealed")]
-            delay = summary["jitter_buffer_ms"]
-            held = f"{delay['p50']:.0f} / {delay['p95']:.0f}" if delay else "-"
-            print(f"| {loss}% | {path} | {100 * sum(made) / sent:.1f}% | {' / '.join(map(str, made))} | {held} | "
-                  f"{100 * error:.0f}% |", flush=True)
+    if not args.no_audio:
+        whisper = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 2)
+        reference = [w for path in WAVS for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
+        print(f"reference transcript ({len(reference)} words): {' '.join(reference)}\n")
+        audio_table(args, whisper, reference)
+    if args.setups:
+        setup_table(args)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any
 from .cleanup import cleanup_leftovers, delete_namespace, namespace_pids
 from .firewall import Counters, DropRules, Firewall
 from .host import Host
-from .link import LinkSettings
+from .link import BurstLoss, LinkSettings
 from .process import NetProcess
 from .relay_process import ROOT, RelayProcess
 from .system import PREFIX, hold_lock, release_lock, require, sh
@@ -152,14 +152,19 @@ class NetBed:
 
     # --- loss and cuts (nftables, on arrival) ----------------------------------------------------
 
-    def set_loss(self, percent: float, at: HostRef | Iterable[HostRef] | None = None, *, tcp: bool = False) -> None:
+    def set_loss(self, percent: float, at: HostRef | Iterable[HostRef] | None = None, *, tcp: bool = False,
+                 burst: float | None = None) -> None:
         """Drop ``percent`` % of the UDP (with ``tcp``: all) packets arriving at ``at`` (default: every host).
 
-        Loss at the server is the client→server direction. A cut in progress stays until :meth:`restore`.
+        Independent drops (nftables) by default; with ``burst``, in runs of ``burst`` packets on
+        average (Gilbert–Elliott in the relay, per direction into ``at``). Loss at the server is
+        the client→server direction. A cut in progress stays until :meth:`restore`.
         """
+        relay = self._relay_process()
         with self._mutex:
             for name in self._names(at):
-                self._loss[name] = DropRules(percent, tcp=tcp)
+                self._loss[name] = DropRules(percent if burst is None else 0.0, tcp=tcp)
+                relay.set_burst_loss(BurstLoss(percent if burst is not None else 0.0, burst or 1.0, tcp), dst=name)
                 if name not in self._cut:
                     self._firewalls[name].apply(self._loss[name])
 

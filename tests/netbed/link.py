@@ -1,10 +1,17 @@
-"""When each packet leaves a delaying link: the relay's scheduling, free of sockets and clocks.
+"""When each packet leaves a delaying link, and which packets a bursty link loses: the relay's
+scheduling, free of sockets and clocks.
 
 A packet sent at ``t`` leaves at ``t + delay + U(-jitter, +jitter)`` (never before ``t``). With
 ``reorder`` on, packets are independent, so a later one overtakes an earlier one whenever jitter
 exceeds the gap between them, as on a real path through several queues. With ``reorder`` off a
 packet never leaves before the one ahead of it: jitter then stretches the queue instead, so the
 delay distribution shifts up when jitter is large against the packet interval.
+
+Bursty loss (:class:`BurstLoss`, :class:`GilbertElliott`): radio links lose packets in runs, which
+nftables' independent drops cannot do. A two-state Markov chain per direction: in the *bad* state
+every packet is lost, in the *good* state none (the Gilbert special case of Gilbert–Elliott);
+leaving *bad* has probability ``1 / mean_burst`` per packet, so runs of loss are geometric with
+that mean, and entering it ``p / (1 - p) / mean_burst``, so the long-run loss rate is ``p``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,62 @@ class LinkSettings:
     @classmethod
     def from_json(cls, data: dict[str, float | bool]) -> LinkSettings:
         return cls(float(data.get("delay_ms", 0.0)), float(data.get("jitter_ms", 0.0)), bool(data.get("reorder", True)))
+
+
+@dataclass(frozen=True)
+class BurstLoss:
+    """``percent`` of the packets lost in runs of ``mean_burst`` on average (UDP only unless ``tcp``)."""
+
+    percent: float = 0.0
+    mean_burst: float = 1.0
+    tcp: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.percent < 100 or self.mean_burst < 1:
+            raise ValueError(f"burst loss needs 0 <= percent < 100 and mean_burst >= 1, got {self}")
+        if self.enter_bad > 1:
+            raise ValueError(f"{self.percent} % loss cannot come in runs as short as {self.mean_burst} on average")
+
+    @property
+    def leave_bad(self) -> float:
+        return 1 / self.mean_burst
+
+    @property
+    def enter_bad(self) -> float:
+        p = self.percent / 100
+        return p / (1 - p) * self.leave_bad
+
+    def to_json(self) -> dict[str, float | bool]:
+        return {"percent": self.percent, "mean_burst": self.mean_burst, "tcp": self.tcp}
+
+    @classmethod
+    def from_json(cls, data: dict[str, float | bool]) -> BurstLoss:
+        return cls(float(data.get("percent", 0.0)), float(data.get("mean_burst", 1.0)), bool(data.get("tcp", False)))
+
+
+class GilbertElliott:
+    """Decides, packet by packet, whether a bursty link loses it."""
+
+    def __init__(self, rng: random.Random, settings: BurstLoss | None = None) -> None:
+        self._rng = rng
+        self.settings = settings or BurstLoss()
+        self.bad = False
+        self.dropped = 0
+        self.bursts = 0  # runs of loss started
+
+    def drops(self) -> bool:
+        settings = self.settings
+        if settings.percent <= 0:
+            self.bad = False
+            return False
+        if self.bad:
+            self.bad = self._rng.random() >= settings.leave_bad
+        elif self._rng.random() < settings.enter_bad:
+            self.bad = True
+            self.bursts += 1
+        if self.bad:
+            self.dropped += 1
+        return self.bad
 
 
 @dataclass(order=True)

@@ -1,5 +1,5 @@
 """The bed's "internet": a user-space router between TUN devices, one per namespace, with delay,
-jitter and optional reordering per direction (this kernel has no ``tc netem``).
+jitter, optional reordering and optional bursty loss per direction (this kernel has no ``tc netem``).
 
 Run by :class:`tests.netbed.relay_process.RelayProcess` as
 ``python -m tests.netbed.relay CONFIG_JSON`` where the config names each port
@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from .link import DelayLine, LinkSettings
+from .link import BurstLoss, DelayLine, GilbertElliott, LinkSettings
 from .system import call_in_namespace
 
 TUNSETIFF = 0x400454CA
@@ -59,6 +59,8 @@ class Router:
         self.port_of_fd = {fd: name for name, fd in self.fds.items()}
         self.lines: dict[tuple[str, str], DelayLine[bytes]] = {
             (src, dst): DelayLine(random.Random(rng.random())) for src in self.fds for dst in self.fds if src != dst}
+        self.losses: dict[tuple[str, str], GilbertElliott] = {
+            pair: GilbertElliott(random.Random(rng.random())) for pair in self.lines}
         self.unroutable = 0
         self.write_errors = 0
         self.scheduling = "normal"
@@ -74,6 +76,9 @@ class Router:
             if destination is None or destination == source:
                 self.unroutable += 1  # IPv6 chatter, or an address nobody holds (any more)
                 continue
+            loss = self.losses[(source, destination)]
+            if loss.settings.percent and (loss.settings.tcp or packet[9] == 17) and loss.drops():
+                continue  # lost in a burst (UDP only unless asked)
             self.lines[(source, destination)].push(now, packet)
 
     def release(self, now: float) -> float | None:
@@ -98,6 +103,13 @@ class Router:
                 if request.get("src") in (None, src) and request.get("dst") in (None, dst):
                     line.settings = settings
             return {"ok": True}
+        if op == "loss":
+            burst = BurstLoss.from_json(request["settings"])
+            for (src, dst), loss in self.losses.items():
+                if request.get("src") in (None, src) and request.get("dst") in (None, dst):
+                    loss.settings = burst
+                    loss.bad = False
+            return {"ok": True}
         if op == "route":
             self.routes[socket.inet_aton(request["address"])] = request["port"]
             return {"ok": True}
@@ -108,7 +120,10 @@ class Router:
             return {"ok": True, "unroutable": self.unroutable, "write_errors": self.write_errors,
                     "scheduling": self.scheduling, "links": {
                 f"{src}>{dst}": {"passed": line.passed, "queued": len(line), "peak_queue": line.peak_queue,
-                                 **line.settings.to_json()} for (src, dst), line in self.lines.items()}}
+                                 "burst_dropped": self.losses[(src, dst)].dropped,
+                                 "bursts": self.losses[(src, dst)].bursts,
+                                 **line.settings.to_json(), "burst_loss": self.losses[(src, dst)].settings.to_json()}
+                for (src, dst), line in self.lines.items()}}
         return {"ok": False, "error": f"unknown request {request!r}"}
 
 

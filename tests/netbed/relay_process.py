@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .link import LinkSettings
+from .link import BurstLoss, LinkSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +57,10 @@ class RelayProcess:
     def set_link(self, settings: LinkSettings, src: str | None = None, dst: str | None = None) -> None:
         """Applies from the next packet on; packets already queued keep their times."""
         self.request(op="link", settings=settings.to_json(), src=src, dst=dst)
+
+    def set_burst_loss(self, loss: BurstLoss, src: str | None = None, dst: str | None = None) -> None:
+        """Gilbert–Elliott loss on these directions from the next packet on (a fresh good state)."""
+        self.request(op="loss", settings=loss.to_json(), src=src, dst=dst)
 
     def route(self, address: str, port: str) -> None:
         self.request(op="route", address=address, port=port)

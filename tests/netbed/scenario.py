@@ -5,17 +5,21 @@ what the client reported."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .bed import NetBed
 
 
-def run_call(bed: NetBed, results: Path, wavs: list[Path], receive_path: str = "gateway") -> tuple[dict[str, Any], Path, dict[str, Any]]:
+def run_call(bed: NetBed, results: Path, wavs: list[Path], receive_path: str = "gateway",
+             client_args: Sequence[str] = (), server_args: Sequence[str] = ()) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """``client_args``: more of :mod:`tests.netbed.call_client`'s flags (``--red``, ``--sender aiortc``…);
+    ``server_args``: of :mod:`tests.netbed.serve_gateway`'s (``--stock-timers``, ``--no-red``)."""
     server = bed.python(bed.server, "tests.netbed.serve_gateway", "--host", bed.server.address,
-                        "--results", str(results), "--receive-path", receive_path)
+                        "--results", str(results), "--receive-path", receive_path, *server_args)
     url = json.loads(server.wait_for_line(r'^\{"url"', timeout=60).string)["url"]
-    argv = ["--url", url]
+    argv = ["--url", url, *client_args]
     for wav in wavs:
         argv += ["--wav", str(wav)]
     client = bed.python(bed.client, "tests.netbed.call_client", *argv)

@@ -1,6 +1,7 @@
 """Runs inside the bed's server namespace: the gateway plus the fake upstream.
 
-Prints ``{"url": …}`` once serving; on SIGTERM writes the ended calls' summaries and the audio
+Prints ``{"url": …}`` once serving (``--stock-timers`` and ``--no-red`` put back what the
+gateway did before, for benchmarks); on SIGTERM writes the ended calls' summaries and the audio
 the upstream received (one WAV per session) under ``--results``, then exits.
 """
 
@@ -14,6 +15,7 @@ import signal
 import wave
 from pathlib import Path
 
+from gateway.webrtc import browser_peer
 from tests.conftest import gateway_config, start_gateway
 from tests.fake_upstream import Behaviour, FakeRealtimeServer
 
@@ -24,7 +26,14 @@ async def main() -> None:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--receive-path", default="gateway")
     parser.add_argument("--reply-seconds", type=float, default=1.0)
+    parser.add_argument("--stock-timers", action="store_true",
+                        help="aiortc's own DTLS/SCTP timers (the figures before transport_timers)")
+    parser.add_argument("--no-red", action="store_true", help="answer Opus only, as before RED")
     args = parser.parse_args()
+    if args.stock_timers:
+        browser_peer.tune_transport_timers = lambda pc, timers=None: None
+    if args.no_red:
+        browser_peer.accept_red = lambda transceiver, offer: None
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with FakeRealtimeServer(Behaviour(reply_seconds=args.reply_seconds)) as fake:
