@@ -3,6 +3,8 @@
 // (turns the browser's echo cancellation/noise suppression off, for level-sensitive tests),
 // ?relay=1 (TURN only, to check a deployment's relay).
 
+import { LatencyChart } from "./latency-chart.js";
+import { AudioLevels } from "./level-meter.js";
 import { RealtimeClient } from "./realtime-client.js";
 import { STRINGS, pickLanguage, rememberLanguage } from "./strings.js";
 import { LatencyView, MessageView, TranscriptView } from "./transcript-view.js";
@@ -21,6 +23,9 @@ const transcript = new TranscriptView({ log: $("transcript-log"), list: $("trans
 const messages = new MessageView({ box: $("messages"), t });
 const latency = new LatencyView({ last: $("latency-last"), average: $("latency-average"),
                                   list: $("latency-list"), t });
+const latencyChart = new LatencyChart({ svg: $("latency-chart"), caption: $("latency-chart-caption"), t });
+const levels = new AudioLevels({ root: $("levels"), mic: $("mic-level"), assistant: $("assistant-level"),
+                                 hint: $("mic-hint"), t });
 // Calls that drop (rather than fail to start) get a "reconnect?" prompt.
 const DROPPED = new Set(["connection_lost", "session_ended", "ice_failed"]);
 
@@ -34,6 +39,8 @@ function applyLanguage() {
   for (const node of document.querySelectorAll("[data-placeholder]")) node.placeholder = t()[node.dataset.placeholder];
   transcript.translate();
   messages.render();
+  latencyChart.render();
+  levels.translate();
   render();
 }
 
@@ -79,17 +86,22 @@ async function start() {
                                      iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all" });
   page.client = client;
   const on = (type, handler) => client.addEventListener(type, (e) => { if (page.client === client) handler(e.detail); });
-  on("statechange", ({ state }) => { render(); keepAwake(state === "connected"); });
+  on("statechange", ({ state }) => {
+    if (state === "closed") levels.stop();
+    render();
+    keepAwake(state === "connected");
+  });
   on("conversationstate", ({ state }) => {
     if (state === "listening" || state === "playing") messages.clear("upstream_reconnecting");
     render();
   });
   on("serverevent", ({ event }) => { page.events.push(event); if (page.events.length > 1000) page.events.shift(); });
   on("transcript", (detail) => transcript.update(detail));
-  on("latency", (detail) => latency.add(detail));
+  on("latency", (detail) => { latency.add(detail); latencyChart.add(detail); });
   on("recovered", () => messages.clear("connection_unstable"));
   on("error", onError);
   ui.audio.play().catch(() => {}); // unlock playback inside the user's tap (iOS autoplay rule)
+  levels.start(client); // its AudioContext too
   render();
   try {
     await client.connect();
@@ -149,5 +161,6 @@ document.addEventListener("keydown", (event) => {
 // Leaving the page hangs up at once (the DELETE is sent with keepalive), freeing the gateway.
 addEventListener("pagehide", () => { if (page.client?.state === "connected") page.client.disconnect(); });
 document.addEventListener("visibilitychange", () => { if (page.client?.state === "connected") keepAwake(true); });
+page.levels = levels;
 window.realtimePage = page; // for tests and debugging
 applyLanguage();

@@ -124,6 +124,10 @@ export declare class RealtimeClient extends EventTarget {
   readonly resumeToken: string | null;
   /** The current peer connection (replaced when a call is resumed). */
   readonly peerConnection: RTCPeerConnection | null;
+  /** The audio being sent (the microphone, or the `stream` option) while a call is up: for a level meter. */
+  readonly localStream: MediaStream | null;
+  /** The assistant's audio as received (a new stream after a resume) while a call is up: for a level meter. */
+  readonly remoteStream: MediaStream | null;
   readonly baseUrl: string;
   session: RealtimeSession | null;
   clientSecret: RealtimeClientOptions["clientSecret"];

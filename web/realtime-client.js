@@ -73,7 +73,7 @@ export class RealtimeClient extends EventTarget {
     this._iceServers = [];
     this._resuming = null; // the running resume (a promise), if any
     this._givenStream = stream;
-    this._stream = this._pc = this._channel = null;
+    this._stream = this._remoteStream = this._pc = this._channel = null;
     this._attempt = 0;
     this._lastServerError = null;
     this._tracker = this._newTracker();
@@ -81,6 +81,10 @@ export class RealtimeClient extends EventTarget {
 
   get conversationState() { return this._tracker.state; }
   get peerConnection() { return this._pc; }
+  /** The audio being sent (the microphone, or the `stream` option) while a call is up: for a level meter. */
+  get localStream() { return this._stream; }
+  /** The assistant's audio as received (a new stream after a resume) while a call is up: for a level meter. */
+  get remoteStream() { return this._remoteStream; }
 
   // --- lifecycle ------------------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ export class RealtimeClient extends EventTarget {
       this.audioElement = document.createElement("audio");
       this.audioElement.autoplay = true;
     }
+    this._remoteStream = stream;
     this.audioElement.srcObject = stream;
     this.audioElement.play?.().catch(() => { /* started again by the next user gesture */ });
   }
@@ -319,7 +324,7 @@ export class RealtimeClient extends EventTarget {
     channel?.close();
     this._pc?.close();
     if (this._stream !== this._givenStream) this._stream?.getTracks().forEach((t) => t.stop());
-    this._pc = this._stream = null;
+    this._pc = this._stream = this._remoteStream = null;
   }
 
   // --- server events --------------------------------------------------------------------------

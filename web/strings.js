@@ -37,6 +37,21 @@ export const STRINGS = {
     latencyLast: "Latência do último turno",
     latencyAverage: "Média",
     latencyNote: "Do fim da sua fala até o início da resposta.",
+    latencyChart: "Latência por turno",
+    latencyChartEmpty: "O gráfico aparece depois do primeiro turno.",
+    latencyChartSummary: (count, min, max, average) => (count === 1
+      ? `1 turno: ${min} ms.`
+      : `Últimos ${count} turnos: de ${min} a ${max} ms; média de ${average} ms (linha tracejada).`),
+    turn: "turno",
+    levels: "Níveis de áudio",
+    micLevel: "Microfone",
+    assistantLevel: "Assistente",
+    levelWords: {
+      micSound: "captando som", micSilent: "silêncio", micMuted: "silenciado",
+      assistantSound: "falando", assistantSilent: "em silêncio",
+    },
+    micFlat: "Ainda não chega som do seu microfone. Fale algo; se o medidor não se mexer, verifique se o microfone "
+      + "está ligado, não está silenciado no sistema e é o escolhido nas configurações do navegador.",
     reconnect: "Reconectar",
     dropped: "A chamada caiu. Deseja reconectar?",
     detail: "Detalhe técnico",
@@ -99,6 +114,21 @@ export const STRINGS = {
     latencyLast: "Last turn latency",
     latencyAverage: "Average",
     latencyNote: "From the end of your speech to the start of the answer.",
+    latencyChart: "Latency per turn",
+    latencyChartEmpty: "The chart appears after the first turn.",
+    latencyChartSummary: (count, min, max, average) => (count === 1
+      ? `1 turn: ${min} ms.`
+      : `Last ${count} turns: ${min} to ${max} ms; average ${average} ms (dashed line).`),
+    turn: "turn",
+    levels: "Audio levels",
+    micLevel: "Microphone",
+    assistantLevel: "Assistant",
+    levelWords: {
+      micSound: "picking up sound", micSilent: "silence", micMuted: "muted",
+      assistantSound: "speaking", assistantSilent: "silent",
+    },
+    micFlat: "No sound is reaching us from your microphone yet. Say something; if the meter does not move, check "
+      + "that the microphone is on, not muted in your system, and the one chosen in the browser's settings.",
     reconnect: "Reconnect",
     dropped: "The call dropped. Reconnect?",
     detail: "Technical detail",
