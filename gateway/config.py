@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +90,9 @@ class Config:
     engine_host: str = "127.0.0.1"
     engine_port: int = 8765
     engine_start_timeout_s: float = 900.0
+    # The key the gateway presents to the local engine (Authorization: Bearer). Unset: the gateway
+    # generates one each time it starts the engine and hands it over in the environment only.
+    engine_api_key: str | None = field(default=None, repr=False)
 
     # HTTP / signaling.
     host: str = "0.0.0.0"
@@ -102,6 +108,13 @@ class Config:
     # without, anyone on an allowed origin may (rate-limited): fine for local use.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     rate_limit_per_minute: int = 30  # per client IP, for minting and for call creation each
+    # Which socket peers are proxies whose X-Forwarded-For / Forwarded (and -Host) name the client.
+    trusted_proxies: tuple[str, ...] = ()
+    max_calls_per_client: int = 10  # concurrent calls of one client identity (0 = no limit)
+    max_call_duration_s: float = 3600.0  # a call is ended (telling the client) after this; 0 = never
+    metrics_token: str | None = field(default=None, repr=False)  # Bearer for /metrics; unset = loopback only
+    # "single": a client secret creates one call; "until_expiry": calls until it expires (OpenAI's way).
+    client_secret_reuse: str = "single"
     drain_timeout_s: float = 30.0  # on SIGTERM, calls may finish for this long
     token_ttl_s: int = 600
     token_max_ttl_s: int = 7200
@@ -115,16 +128,37 @@ class Config:
     resume_grace_s: float = 30.0  # a vanished browser may come back (new network) within this
     # Browser playout delay assumed when computing how much of a reply was heard.
     playout_delay_ms: int = 60
+    # Model audio allowed to wait for playback (upstreams send faster than real time); beyond
+    # it deltas are dropped. 120 s at 48 kHz is 11.5 MB per call at most.
+    playout_max_queued_s: float = 120.0
+    # Events (not mic audio) allowed to wait for a stalled or reconnecting upstream socket;
+    # beyond either bound an event is refused with an error to the client.
+    upstream_max_queued_events: int = 256
+    upstream_max_queued_bytes: int = 4 * 1024 * 1024
     # Who turns the mic's RTP into audio: the gateway's own path (FEC, concealment, no added
     # delay) or aiortc's (fixed 80 ms buffer, no FEC) for comparison.
     receive_path: str = "gateway"
+    # What a browser's mic may cost upstream (the own receive path; see media/audio_receiver.py):
+    # audio ahead of the wall clock, concealment after the mic's packets stop, new SSRCs followed.
+    mic_burst_ms: int = 200
+    mic_silence_stop_s: float = 2.0
+    mic_max_ssrc_changes: int = 4
 
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (libuv) or asyncio's own; uvloop measured cheaper per call
     # One process per core (aiortc is single-threaded); the parent sets the two below for each.
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_index: int | None = None
-    runtime_dir: Path = Path("/tmp/realtime-gateway")
+    # Workers' private sockets and shared admission store: a fresh 0700 directory inside this one
+    # (checked: ours, not group/world-writable); None = inside the system's temporary directory.
+    runtime_dir: Path | None = None
+
+    # Many instances behind one front (nginx, a Kubernetes Service): see gateway/server/cluster.py.
+    instance_id: str = field(default_factory=lambda: sanitise_instance_id(socket.gethostname()))
+    gateway_secret: str | None = field(default=None, repr=False)  # signs client secrets; same on every instance
+    redis_url: str | None = field(default=None, repr=False)  # shared limits and single use across instances
+    instances: tuple[str, ...] = ()  # name=http://address:port of the others, for forwarding
+    advertise_url: str | None = None  # how the other instances reach this one (registered in Redis)
 
     def __post_init__(self) -> None:
         _check(self.upstream in ("auto", "openai", "local", "url"), "UPSTREAM",
@@ -136,6 +170,8 @@ class Config:
                "is required when UPSTREAM=openai")
         _check(0 < self.port < 65536, "PORT", f"must be 1-65535, not {self.port}")
         _check(0 < self.engine_port < 65536, "ENGINE_PORT", f"must be 1-65535, not {self.engine_port}")
+        _check(self.engine_api_key is None or len(self.engine_api_key) >= 16, "ENGINE_API_KEY",
+               "must be at least 16 characters long")
         _check((self.tls_cert is None) == (self.tls_key is None), "TLS_CERT/TLS_KEY",
                "must be given together")
         for name, path in (("TLS_CERT", self.tls_cert), ("TLS_KEY", self.tls_key)):
@@ -150,12 +186,42 @@ class Config:
         _check(1 <= self.workers <= 64, "WORKERS", f"must be 1-64, not {self.workers}")
         _check(self.event_loop in ("uvloop", "asyncio"), "EVENT_LOOP", f"must be uvloop or asyncio, not {self.event_loop!r}")
         _check(self.rate_limit_per_minute > 0, "RATE_LIMIT", "must be > 0")
+        for cidr in self.trusted_proxies:
+            _check(_is_network(cidr), "TRUSTED_PROXIES", f"entries must be IP networks (CIDR), not {cidr!r}")
+        _check(self.max_calls_per_client >= 0, "MAX_CALLS_PER_CLIENT", "must be >= 0 (0 = no limit)")
+        _check(self.max_call_duration_s == 0 or self.max_call_duration_s >= 1, "MAX_CALL_DURATION",
+               "must be 0 (no limit) or at least 1 s")
+        _check(self.metrics_token is None or len(self.metrics_token) >= 16, "METRICS_TOKEN",
+               "must be at least 16 characters long")
+        _check(self.client_secret_reuse in ("single", "until_expiry"), "CLIENT_SECRET_REUSE",
+               f"must be single or until_expiry, not {self.client_secret_reuse!r}")
         _check(self.drain_timeout_s >= 0, "SHUTDOWN_DRAIN_TIMEOUT", "must be >= 0")
+        _check(_INSTANCE_ID.fullmatch(self.instance_id) is not None, "INSTANCE_ID",
+               f"must be 1-40 of a-z, 0-9 and '-', not w<digits>, not {self.instance_id!r}")
+        _check(self.gateway_secret is None or len(self.gateway_secret) >= 32, "GATEWAY_SECRET",
+               "must be at least 32 characters long")
+        _check(self.redis_url is None or urlsplit(self.redis_url).scheme in ("redis", "rediss", "unix"),
+               "REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+        for entry in self.instances:
+            name, _, url = entry.partition("=")
+            _check(_INSTANCE_ID.fullmatch(name) is not None and urlsplit(url).scheme in ("http", "https"),
+                   "INSTANCES", f"entries must be name=http://host:port, not {entry!r}")
+        _check(self.advertise_url is None or urlsplit(self.advertise_url).scheme in ("http", "https"),
+               "ADVERTISE_URL", "must be an http:// or https:// URL")
         _check(all(len(key) >= 16 for key in self.api_keys), "GATEWAY_API_KEYS",
                "entries must be at least 16 characters long")
         _check(self.receive_path in ("gateway", "aiortc"), "RECEIVE_PATH",
                f"must be gateway or aiortc, not {self.receive_path!r}")
         _check(self.max_body_bytes >= 4096, "MAX_BODY_BYTES", "must be >= 4096")
+        _check(40 <= self.mic_burst_ms <= 2000, "MIC_BURST_MS", f"must be 40-2000, not {self.mic_burst_ms}")
+        _check(0.5 <= self.mic_silence_stop_s <= 60, "MIC_SILENCE_STOP",
+               f"must be 0.5-60 s, not {self.mic_silence_stop_s}")
+        _check(0 <= self.mic_max_ssrc_changes <= 100, "MIC_MAX_SSRC_CHANGES",
+               f"must be 0-100, not {self.mic_max_ssrc_changes}")
+        _check(1 <= self.playout_max_queued_s <= 3600, "PLAYOUT_MAX_QUEUED", "must be 1-3600 s")
+        _check(self.upstream_max_queued_events >= 16, "UPSTREAM_MAX_QUEUED_EVENTS", "must be >= 16")
+        _check(self.upstream_max_queued_bytes >= 128 * 1024, "UPSTREAM_MAX_QUEUED_BYTES",
+               "must be >= 131072 (two of the largest data-channel events)")
         _check(self.ice_connect_timeout_s > 0, "ICE_CONNECT_TIMEOUT", "must be > 0")
         _check(self.peer_timeout_s >= 1, "PEER_TIMEOUT", "must be >= 1 s")
         _check(self.resume_grace_s >= 0, "RESUME_GRACE", "must be >= 0 (0 disables resuming)")
@@ -185,6 +251,11 @@ class Config:
         if self.upstream == "auto":
             return "openai" if self.openai_api_key else "local"
         return self.upstream
+
+    @property
+    def upstream_api_key(self) -> str | None:
+        """The key the upstream WebSocket is opened with: the local engine's, or OpenAI's."""
+        return self.engine_api_key if self.resolved_upstream == "local" else self.openai_api_key
 
     @property
     def realtime_url(self) -> str:
@@ -217,9 +288,26 @@ class Config:
         }
 
 
+_INSTANCE_ID = re.compile(r"(?!w\d+$)[a-z0-9][a-z0-9-]{0,39}")
+
+
+def sanitise_instance_id(name: str) -> str:
+    """A host or pod name as an id part: lower case, [a-z0-9-] only, at most 40 characters."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40].strip("-") or "gateway"
+    return f"h{cleaned}"[:40] if _INSTANCE_ID.fullmatch(cleaned) is None else cleaned
+
+
 def _check(ok: bool, setting: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{setting} {message}")
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 # --- building from env + CLI ----------------------------------------------------------------
@@ -279,6 +367,8 @@ _SETTINGS: tuple[_Setting, ...] = (
              "comma list of session fields clients may not change (e.g. model,instructions)"),
     _Setting("--engine-host", "ENGINE_HOST", "engine_host", str, "local engine listen host"),
     _Setting("--engine-port", "ENGINE_PORT", "engine_port", int, "local engine listen port"),
+    _Setting("--engine-api-key", "ENGINE_API_KEY", "engine_api_key", str,
+             "key for a local engine started by hand (prefer the env var; unset: generated per start)"),
     _Setting("--engine-start-timeout", "ENGINE_START_TIMEOUT", "engine_start_timeout_s", float,
              "seconds to wait for the local engine to load its models"),
     _Setting("--host", "HOST", "host", str, "HTTP listen host"),
@@ -293,6 +383,16 @@ _SETTINGS: tuple[_Setting, ...] = (
              "comma list of keys required to mint client secrets (unset: open, rate-limited)"),
     _Setting("--rate-limit", "RATE_LIMIT", "rate_limit_per_minute", int,
              "requests per minute per client IP, for minting and for call creation"),
+    _Setting("--trusted-proxies", "TRUSTED_PROXIES", "trusted_proxies", _csv,
+             "comma list of proxy networks (CIDR) whose X-Forwarded-For/Forwarded name the client"),
+    _Setting("--max-calls-per-client", "MAX_CALLS_PER_CLIENT", "max_calls_per_client", int,
+             "concurrent calls of one client IP before answering 429 (0 = no limit)"),
+    _Setting("--max-call-duration", "MAX_CALL_DURATION", "max_call_duration_s", float,
+             "seconds after which a call is ended, telling the client (0 = no limit)"),
+    _Setting("--metrics-token", "METRICS_TOKEN", "metrics_token", str,
+             "Bearer token required for /metrics (unset: /metrics answers loopback clients only)"),
+    _Setting("--client-secret-reuse", "CLIENT_SECRET_REUSE", "client_secret_reuse", str,
+             "single (a client secret creates one call) or until_expiry (OpenAI's behaviour)"),
     _Setting("--shutdown-drain-timeout", "SHUTDOWN_DRAIN_TIMEOUT", "drain_timeout_s", float,
              "seconds calls may continue after SIGTERM"),
     _Setting("--token-ttl", "TOKEN_TTL", "token_ttl_s", int, "default client secret lifetime (s)"),
@@ -313,12 +413,35 @@ _SETTINGS: tuple[_Setting, ...] = (
              "seconds a call whose browser vanished waits to be resumed (0 = end at once)"),
     _Setting("--playout-delay-ms", "PLAYOUT_DELAY_MS", "playout_delay_ms", int,
              "assumed browser playout delay when truncating an interrupted reply"),
+    _Setting("--playout-max-queued", "PLAYOUT_MAX_QUEUED", "playout_max_queued_s", float,
+             "seconds of model audio that may wait for playback; later audio of a longer backlog is dropped"),
+    _Setting("--upstream-max-queued-events", "UPSTREAM_MAX_QUEUED_EVENTS", "upstream_max_queued_events", int,
+             "client events that may wait for a stalled upstream before more are refused with an error"),
+    _Setting("--upstream-max-queued-bytes", "UPSTREAM_MAX_QUEUED_BYTES", "upstream_max_queued_bytes", int,
+             "bytes of client events that may wait for a stalled upstream"),
     _Setting("--receive-path", "RECEIVE_PATH", "receive_path", str,
              "gateway (own jitter buffer, Opus FEC/concealment) or aiortc"),
+    _Setting("--mic-burst-ms", "MIC_BURST_MS", "mic_burst_ms", int,
+             "mic audio (ms) the upstream may receive ahead of the wall clock; beyond it frames are dropped"),
+    _Setting("--mic-silence-stop", "MIC_SILENCE_STOP", "mic_silence_stop_s", float,
+             "seconds without mic packets after which no more concealment is sent upstream"),
+    _Setting("--mic-max-ssrc-changes", "MIC_MAX_SSRC_CHANGES", "mic_max_ssrc_changes", int,
+             "new mic SSRCs a browser connection may switch to; later ones are ignored"),
     _Setting("--event-loop", "EVENT_LOOP", "event_loop", str, "uvloop (default) or asyncio"),
     _Setting("--workers", "WORKERS", "workers", int, "gateway processes (default: one per CPU core)"),
     _Setting("--worker-index", "WORKER_INDEX", "worker_index", int, "internal: this process's worker number"),
-    _Setting("--runtime-dir", "RUNTIME_DIR", "runtime_dir", Path, "where workers keep their private sockets"),
+    _Setting("--runtime-dir", "RUNTIME_DIR", "runtime_dir", _path,
+             "directory (ours, not group/world-writable) for the workers' private sockets (default: system temp)"),
+    _Setting("--instance-id", "INSTANCE_ID", "instance_id", str,
+             "this instance's name in every id, for the front to route by (default: host name)"),
+    _Setting("--gateway-secret", "GATEWAY_SECRET", "gateway_secret", str,
+             "signs client secrets so any instance accepts them (the same on every instance)"),
+    _Setting("--redis-url", "REDIS_URL", "redis_url", str,
+             "redis:// for limits and single-use secrets across instances (unset: each instance alone)"),
+    _Setting("--instances", "INSTANCES", "instances", _csv,
+             "name=http://address:port of the other instances, for forwarding (or from Redis)"),
+    _Setting("--advertise-url", "ADVERTISE_URL", "advertise_url", str,
+             "this instance's http://address:port for the others (registered in Redis)"),
     _Setting("--log-level", "LOG_LEVEL", "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
 )
 

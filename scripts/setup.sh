@@ -25,7 +25,7 @@ extras="engine"
 
 case "$mode" in
   run)  areas="codec engine" ;;
-  test) areas="codec engine net turn browser" ;;
+  test) areas="codec engine net turn browser cluster" ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 for area in $areas; do

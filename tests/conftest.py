@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import socket
 import subprocess
@@ -41,10 +42,13 @@ class RunningGateway:
             await self.runner.cleanup()
 
 
+ENGINE_TEST_KEY = "engine-test-key-0123456789"  # the test engine's ENGINE_API_KEY (engine_url)
+
+
 def gateway_config(**overrides: Any) -> Config:
-    values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key",
+    values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key", engine_api_key=ENGINE_TEST_KEY,
                                   host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60,
-                                  rate_limit_per_minute=100_000)
+                                  rate_limit_per_minute=100_000, max_calls_per_client=0)
     values.update(overrides)
     return Config(**values)
 
@@ -55,6 +59,7 @@ async def start_gateway(config: Config) -> tuple[RunningGateway, web.AppRunner]:
     await runner.setup()
     site = web.TCPSite(runner, config.host, 0)
     await site.start()
+    gc.freeze()  # as gateway.cli does once it serves: no full collection of the start-up heap mid-call
     port = runner.addresses[0][1]
     return RunningGateway(f"http://127.0.0.1:{port}", app, config, runner), runner
 
@@ -114,7 +119,7 @@ def free_port() -> int:
 def engine_url() -> Iterator[str]:
     """The real offline engine (python -m gateway.engine), started once for the whole session."""
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_API_KEY": ENGINE_TEST_KEY}
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(port)], cwd=root, env=env)
     try:

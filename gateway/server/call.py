@@ -16,7 +16,7 @@ import collections
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..config import Config
 from ..core.audio_format import UPSTREAM_RATE
 from ..core.call_state import CallLimits, CallState
 from ..core.conversation import Conversation, State
-from ..core.errors import NotFound
+from ..core.errors import Conflict, NotFound
 from ..core.events import Event, append_message, dumps, error_event
 from ..core.policy import SessionPolicy
 from ..core.stats import percentiles
@@ -39,6 +39,7 @@ from .worker_pool import tag
 
 logger = logging.getLogger(__name__)
 
+Observer = Callable[[Event], Event | None]  # an event for the browser → what the browser gets
 
 
 class _HangUp(Exception):
@@ -60,6 +61,8 @@ class CallSummary:
     turn_latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p90 / max
     mic_frames: dict[str, int] = field(default_factory=dict)  # by origin: decoded / fec / concealed
     dropped_frames: int = 0  # mic frames not sent: the upstream was not keeping up
+    reply_dropped_s: float = 0.0  # model audio beyond the playout queue's bound, never played
+    refused_events: int = 0  # client events refused because the upstream send queue was full
     jitter_buffer_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 of held-back delay
 
     def log_line(self) -> str:
@@ -70,6 +73,7 @@ class CallSummary:
                 f"interruptions={self.interruptions} audio_in={self.audio_in_s:.1f}s "
                 f"audio_out={self.audio_out_s:.1f}s turn_latency_ms(p50/p90/max)={fmt(self.turn_latency_ms)} "
                 f"mic_frames={self.mic_frames or '-'} dropped_frames={self.dropped_frames} "
+                f"reply_dropped={self.reply_dropped_s:.1f}s refused_events={self.refused_events} "
                 f"jitter_buffer_ms(p50/p95)={fmt(self.jitter_buffer_ms)} "
                 f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
 
@@ -86,7 +90,10 @@ class Call:
     def __init__(self, call_id: str, config: Config, session: Mapping[str, Any], *,
                  ice: IceServers | None = None,
                  mic_source: MicFactory | None = None,
-                 metrics: GatewayMetrics | None = None, created_at: float | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, created_at: float | None = None,
+                 peer_factory: Callable[..., BrowserPeer] = BrowserPeer) -> None:
+        """``peer_factory``: how the call's peer is made (BrowserPeer's arguments); the embedding
+        API gives one wrapping a peer connection the application owns."""
         self.id = call_id
         self._config = config
         self._metrics = metrics or GatewayMetrics()
@@ -94,13 +101,17 @@ class Call:
         self._ice = ice or IceServers(config)
         self._mic_source = mic_source
         self.conversation = Conversation(session, SessionPolicy.from_fields(config.locked_session_fields),
-                                         playout_delay_ms=config.playout_delay_ms)
+                                         playout_delay_ms=config.playout_delay_ms,
+                                         max_queued_audio_s=config.playout_max_queued_s)
         self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
+        self._observers: list[Observer] = []  # the application's side (sideband): see add_observer
+        self._peer_factory = peer_factory
         self._peer = self._new_peer()
         self._next_peer: BrowserPeer | None = None  # a resumed connection waiting to take over
+        self._resuming = False  # a resume is answering its offer
         self._resumed = asyncio.Event()
         self._state = CallState(CallLimits(resume_grace_s=config.resume_grace_s), self._started)
-        self._resume_prefix = tag("rsm_", config.worker_index)
+        self._resume_prefix = tag("rsm_", config.worker_index, config.instance_id)
         self.resume_token = new_resume_token(self._resume_prefix)
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
@@ -114,9 +125,9 @@ class Call:
 
     def _new_peer(self) -> BrowserPeer:
         """A peer configured with the STUN/TURN servers healthy right now (fresh at each resume)."""
-        return BrowserPeer(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
-                           on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
-                           metrics=self._metrics, started=self._started, mic_source=self._mic_source)
+        return self._peer_factory(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
+                                  on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
+                                  metrics=self._metrics, started=self._started, mic_source=self._mic_source)
 
     @property
     def pc(self) -> RTCPeerConnection:
@@ -142,23 +153,47 @@ class Call:
 
     async def resume(self, offer_sdp: str) -> str:
         """A new connection from the same browser (its network changed): it takes over the call,
-        its conversation and its upstream session, and gets a fresh resume token."""
-        if self.ended:
-            raise NotFound("This call has ended; start a new one.", code="call_not_found")
-        peer = self._new_peer()
+        its conversation and its upstream session, and gets a fresh resume token.
+
+        Only a *suspended* call is taken over — its browser vanished and the call waits for it
+        (``CallState.suspended``) — so a leaked resume token cannot steal a live call (409
+        ``call_not_suspended``; the browser retries until the gateway has noticed its loss,
+        within ``PEER_TIMEOUT``). One resume at a time (409 ``resume_in_progress``), and one
+        that loses the race with a hang-up closes its new connection and answers 404.
+        """
+        self._check_resumable()
+        self._resuming = True
         try:
-            answer = await self._accept(peer, offer_sdp)
-        except BaseException:
-            await peer.close()
+            peer = self._new_peer()
+            try:
+                answer = await self._accept(peer, offer_sdp)
+            except BaseException:
+                await peer.close()
+                raise
+        finally:
+            self._resuming = False
+        try:
+            self._check_resumable()  # the call may have ended, or come back, while we answered
+        except (Conflict, NotFound):
+            await self._retire(peer)
             raise
-        if self._next_peer is not None:  # two resumes in a row: the newest wins
-            await self._next_peer.close()
         self._next_peer = peer
         self.resume_token = new_resume_token(self._resume_prefix)
-        self._peer.stop("replaced")
         self._resumed.set()
         logger.info("call resumed on a new connection")
         return answer
+
+    def _check_resumable(self) -> None:
+        if self.ended:
+            raise NotFound("This call has ended; start a new one.", code="call_not_found")
+        if self._resuming or self._next_peer is not None:
+            raise Conflict("Another connection is resuming this call right now.", code="resume_in_progress",
+                           headers={"Retry-After": "1"})
+        if not self._state.suspended:
+            raise Conflict("This call's browser is still connected: a resume token only brings back a call whose "
+                           "connection was lost (the gateway notices within "
+                           f"{self._config.peer_timeout_s:g} s).", code="call_not_suspended",
+                           headers={"Retry-After": "1"})
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -184,6 +219,8 @@ class Call:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._run_upstream(), name=f"{self.id}-upstream")
                 tg.create_task(self._serve_peers(), name=f"{self.id}-peers")
+                if self._config.max_call_duration_s > 0:
+                    tg.create_task(self._end_at_max_duration(), name=f"{self.id}-max-duration")
                 await self._ended.wait()
                 raise _HangUp
         except* _HangUp:
@@ -196,6 +233,16 @@ class Call:
         finally:
             await self._teardown()
         return self._summary()
+
+    async def _end_at_max_duration(self) -> None:
+        """``MAX_CALL_DURATION``: the call ends, and the browser is told why (an ``error``
+        ``call_duration_exceeded`` on the data channel just before the hang-up)."""
+        limit = self._config.max_call_duration_s
+        await asyncio.sleep(max(0.0, self._started + limit - time.monotonic()))
+        logger.info("call reached MAX_CALL_DURATION (%.0f s)", limit)
+        self.end("call_duration_exceeded", error_event(
+            f"This call reached the gateway's maximum duration of {limit:g} s and was ended.",
+            code="call_duration_exceeded"))
 
     async def _serve_peers(self) -> None:
         """One browser connection after another: a vanished one may be resumed within the grace."""
@@ -262,7 +309,9 @@ class Call:
             audio_out_s=self._frames_out * 0.02,
             turn_latency_ms=turn_latency,
             mic_frames=mic_frames,
-            dropped_frames=self._state.dropped_frames,
+            dropped_frames=self._state.dropped_frames + self._link.dropped_audio,
+            reply_dropped_s=self.conversation.audio_dropped_s,
+            refused_events=self._link.refused_events,
             jitter_buffer_ms=receive.get("jitter_buffer_ms", {}),
         )
 
@@ -322,8 +371,32 @@ class Call:
         self._flush()
 
     def _send_client(self, event: Event) -> None:
+        for observer in self._observers:
+            shown = observer(event)
+            if shown is None:
+                return
+            event = shown
         if self._state.to_client(event):
             self._peer.send(event)
+
+    # --- the application's side (sideband connections) ---------------------------------------
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Show ``observer`` every server event meant for the browser, in order, as it is sent;
+        it returns what the browser gets instead (``None``: nothing). Returns its remover."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+    def receive_trusted(self, event: Event) -> None:
+        """A client event from the application's own backend: handled like the browser's, but
+        only the gateway's own limits apply (audio formats), not ``LOCKED_SESSION_FIELDS``."""
+        self.conversation.receive_trusted(event, time.monotonic())
+        self._flush()
+
+    async def wait_ended(self) -> Event | None:
+        """Until the call is over; the ``error`` it ended with, if it ended with one."""
+        await self._ended.wait()
+        return self._end_error
 
     def _flush(self) -> None:
         conversation = self.conversation

@@ -6,11 +6,14 @@ Every series carries the ``worker`` label, so the series of several worker proce
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..core.turn_stats import Measurements
+
+if TYPE_CHECKING:
+    from .call import CallSummary
 
 _LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
                     0.03, 0.04, 0.06, 0.08, 0.16, 0.32)
@@ -46,6 +49,11 @@ class GatewayMetrics:
         self.mic_frames_dropped = Counter("gateway_mic_frames_dropped", "Mic frames dropped because the upstream "
                                           "was not keeping up (or was reconnecting)", ["worker"],
                                           registry=r).labels(**w)
+        self.reply_audio_dropped = Counter("gateway_reply_audio_dropped_seconds", "Model audio dropped beyond "
+                                           "the playout queue's bound (PLAYOUT_MAX_QUEUED)", ["worker"],
+                                           registry=r).labels(**w)
+        self.refused_events = Counter("gateway_upstream_refused_events", "Client events refused because the "
+                                      "upstream send queue was full", ["worker"], registry=r).labels(**w)
         self._outbound_gaps = Counter("gateway_outbound_gaps", "Outbound frames sent > 30 ms after the previous one",
                                       ["worker"], registry=r).labels(**w)
         self.jitter_buffer_delay = Histogram("gateway_jitter_buffer_delay_seconds", "Receive jitter buffer "
@@ -65,8 +73,12 @@ class GatewayMetrics:
         for seconds in measured.outbound_latency_s:
             self.outbound_latency.observe(seconds)
 
-    def call_ended(self, reason: str) -> None:
-        self._calls_ended.labels(worker=self._worker, reason=reason).inc()
+    def call_ended(self, summary: CallSummary) -> None:
+        self._calls_ended.labels(worker=self._worker, reason=summary.reason).inc()
+        if summary.reply_dropped_s:
+            self.reply_audio_dropped.inc(summary.reply_dropped_s)
+        if summary.refused_events:
+            self.refused_events.inc(summary.refused_events)
 
     def upstream_error(self, code: str) -> None:
         self._upstream_errors.labels(worker=self._worker, code=code).inc()

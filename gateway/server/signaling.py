@@ -2,57 +2,61 @@
 
     POST   /v1/realtime/client_secrets   → {"value": "ek_…", "expires_at", "session", "ice_servers"}
     POST   /v1/realtime/calls            SDP offer (or multipart sdp+session) → 201 + SDP answer
+    PATCH  /v1/realtime/calls/{call_id}  trickled candidates (RFC 8840)
     DELETE /v1/realtime/calls/{call_id}  hang up
-    GET    /healthz, and the web page at /
+    GET    /healthz, /metrics, and the web page at /
 
-Handlers validate and delegate: tokens to :class:`TokenStore`, calls to :class:`CallRegistry`.
-Every refusal is a :class:`GatewayError`, rendered as OpenAI-style JSON by one middleware.
+Handlers validate and delegate: tokens to :class:`TokenStore`, calls to :class:`CallRegistry`,
+limits to the gateway-wide :class:`~.admission.SharedAdmission`. Around them, outermost first:
+
+- :mod:`.client_identity` — who the client is (socket peer, or what a trusted proxy says; on a
+  forwarded request, what the first worker verified);
+- :mod:`.origin` — same-origin or ``ALLOWED_ORIGINS`` (CORS);
+- :mod:`.http_errors` — every refusal (a :class:`GatewayError`) as OpenAI-style JSON;
+- :mod:`.forwarding` — with several workers, a request about another worker's call goes there.
+
+Bodies are read by :mod:`.request_bodies`; ``/metrics`` is :mod:`.metrics_endpoint`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import Gauge
 
 from ..config import Config
-from ..core.errors import (
-    AtCapacity,
-    BadRequest,
-    Forbidden,
-    GatewayError,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    RateLimited,
-    ServerError,
-    Unauthorized,
-    UnsupportedMediaType,
-)
-from ..core.limits import KeyedRateLimiter
+from ..core.errors import AtCapacity, BadRequest, RateLimited, Unauthorized
+from ..core.limits import Rate
 from ..core.policy import PolicyError, SessionPolicy, merge_session
 from ..core.tokens import TokenStore
 from ..webrtc.browser_peer import close_peer
 from ..webrtc.ice import IceServers
 from ..webrtc.sdp import check_offer, parse_sdpfrag
+from .admission import LocalAdmission, RedisAdmission, SharedAdmission, SqliteAdmission, store_path
 from .call import Call
 from .call_registry import CallRegistry, new_call_id
+from .client_identity import Client, TrustedProxies, client_of, identity_middleware
+from .cluster import Cluster, redis_client
+from .forwarding import forwarding_middleware
+from .http_errors import error_middleware
 from .logs import call_id_var
 from .metrics import GatewayMetrics
-from .worker_pool import client_ip, forwarding_middleware, tag
+from .metrics_endpoint import MetricsEndpoint
+from .origin import cors_middleware
+from .request_bodies import read_json, read_offer, read_sdpfrag
+from .sideband import Sidebands
+from .worker_pool import tag
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TRICKLE_RATE_FACTOR = 10  # PATCH requests a client may send per call-creation request it may send
 
 
 @dataclass
@@ -65,16 +69,18 @@ class Gateway:
     policy: SessionPolicy
     metrics: GatewayMetrics
     ice: IceServers
-    mint_limiter: KeyedRateLimiter
-    call_limiter: KeyedRateLimiter
+    admission: SharedAdmission
+    cluster: Cluster
     draining: bool = False
 
-    def admit(self, request: web.Request, limiter: KeyedRateLimiter) -> None:
-        """Refuse while shutting down, and past the per-IP rate (429 with Retry-After)."""
+    async def admit(self, client: Client, action: str) -> None:
+        """Refuse while shutting down, and past the client's rate for ``action`` (429 with
+        Retry-After): ``mint`` and ``call`` at ``RATE_LIMIT``, ``trickle`` at ten times it."""
         if self.draining:
             raise AtCapacity("The gateway is shutting down; connect again shortly.", code="shutting_down",
                              headers={"Retry-After": "10"})
-        retry_after = limiter.take(client_ip(request), time.monotonic())
+        per_minute = self.config.rate_limit_per_minute * (TRICKLE_RATE_FACTOR if action == "trickle" else 1)
+        retry_after = await self.admission.take(f"{action}:{client.identity}", Rate.of(per_minute))
         if retry_after is not None:
             raise RateLimited("Too many requests from this address; slow down.",
                               headers={"Retry-After": str(max(1, round(retry_after)))})
@@ -84,90 +90,26 @@ CONFIG_KEY = web.AppKey("config", Config)
 STATE_KEY = web.AppKey("gateway", Gateway)
 
 
-# --- middlewares ----------------------------------------------------------------------------
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        return _error_response(exc)
-    except web.HTTPRequestEntityTooLarge:
-        return _error_response(PayloadTooLarge(
-            f"The request body is larger than {request.app[CONFIG_KEY].max_body_bytes} bytes."))
-    except web.HTTPNotFound:
-        return _error_response(NotFound(f"Nothing at {request.path}."))
-    except web.HTTPMethodNotAllowed:
-        return _error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}."))
-    except web.HTTPException:
-        raise
-    except Exception:
-        logger.exception("unhandled error in %s %s", request.method, request.path)
-        return _error_response(ServerError("The gateway hit an internal error."))
-
-
-def _error_response(exc: GatewayError) -> web.Response:
-    return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers)
-
-
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer preflights for allowed origins and refuse API calls from other foreign origins."""
-    origin = request.headers.get("Origin")
-    if origin is None or _same_origin(request, origin):
-        return await handler(request)
-    allowed = request.app[CONFIG_KEY].allowed_origins
-    if "*" not in allowed and origin not in allowed:
-        if request.path.startswith("/v1/"):
-            return _error_response(Forbidden(f"Origin {origin} is not allowed to use this gateway.",
-                                             code="origin_not_allowed"))
-        return await handler(request)
-    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        headers.update({
-            "Access-Control-Allow-Methods": "GET, POST, DELETE, PATCH, OPTIONS",
-            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", ""),
-            "Access-Control-Max-Age": "600",
-        })
-        return web.Response(status=204, headers=headers)
-    response = await handler(request)
-    headers["Access-Control-Expose-Headers"] = "Location, X-Resume-Token"
-    response.headers.update(headers)
-    return response
-
-
-def _same_origin(request: web.Request, origin: str) -> bool:
-    return urlsplit(origin).netloc == request.host
-
-
 # --- handlers -------------------------------------------------------------------------------
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type not in ("application/json", "application/octet-stream") and request.can_read_body:
-        raise UnsupportedMediaType(f"Send JSON (Content-Type: application/json), not {request.content_type}.")
-    body = await request.read()
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(value, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_json")
-    return value
 
 
 def _requested_session(gateway: Gateway, session: Any) -> dict[str, Any]:
     """The default session with the client's allowed changes applied."""
-    if session is None:
-        return gateway.config.default_session()
+    default = gateway.config.default_session()
+    return default if session is None else merge_session(default, _allowed(gateway, session, default))
+
+
+def _allowed(gateway: Gateway, session: Any, current: dict[str, Any]) -> dict[str, Any]:
+    """What of a requested session the policy lets through. As with ``session.update``, locked
+    fields are left out rather than refused: OpenAI's own client-secret body always names a
+    ``model``, and drop-in clients must not fail for it (a different value is logged)."""
     try:
-        gateway.policy.check(session)
+        allowed, touched = gateway.policy.strip(session, current)
     except PolicyError as exc:
         raise BadRequest(str(exc), code=exc.code, param=exc.param) from None
-    return merge_session(gateway.config.default_session(), session)
+    if touched:
+        logger.info("requested session: kept the gateway's %s", ", ".join(touched))
+    return allowed
 
 
 def _check_api_key(request: web.Request, keys: tuple[str, ...]) -> None:
@@ -182,9 +124,9 @@ def _check_api_key(request: web.Request, keys: tuple[str, ...]) -> None:
 async def create_client_secret(request: web.Request) -> web.Response:
     gateway = request.app[STATE_KEY]
     config = gateway.config
-    gateway.admit(request, gateway.mint_limiter)
+    await gateway.admit(client_of(request), "mint")
     _check_api_key(request, config.api_keys)
-    body = await _read_json(request)
+    body = await read_json(request)
     session = _requested_session(gateway, body.get("session"))
     ttl = config.token_ttl_s
     expires_after = body.get("expires_after")
@@ -212,64 +154,48 @@ def _bearer(request: web.Request) -> str:
     return value.strip()
 
 
-async def _read_offer(request: web.Request) -> tuple[str, Any]:
-    """The SDP offer and optional session from either request shape OpenAI accepts."""
-    if request.content_type == "application/sdp":
-        body = await request.read()
-        try:
-            return body.decode("utf-8"), None
-        except UnicodeDecodeError:
-            raise BadRequest("The SDP offer is not UTF-8 text.", code="invalid_offer") from None
-    if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.post()
-        sdp, session = form.get("sdp"), form.get("session")
-        if not isinstance(sdp, str):
-            raise BadRequest("The multipart body needs an 'sdp' text field.", code="invalid_offer", param="sdp")
-        if session is not None:
-            try:
-                session = json.loads(session) if isinstance(session, str) else None
-            except ValueError:
-                raise BadRequest("The 'session' field is not valid JSON.", code="invalid_json",
-                                 param="session") from None
-        return sdp, session
-    raise UnsupportedMediaType("Send the SDP offer with Content-Type: application/sdp "
-                               f"(or multipart/form-data), not {request.content_type or 'nothing'}.")
-
-
 async def create_call(request: web.Request) -> web.Response:
     received_at = time.monotonic()
     gateway = request.app[STATE_KEY]
-    gateway.admit(request, gateway.call_limiter)
+    client = client_of(request)
+    await gateway.admit(client, "call")
     token = _bearer(request)
-    offer, session_update = await _read_offer(request)
-    if token.startswith(tag("rsm_", gateway.config.worker_index)):
+    offer, session_update = await read_offer(request)
+    config = gateway.config
+    if token.startswith(tag("rsm_", config.worker_index, config.instance_id)):
         return await _resume_call(gateway, token, offer)
-    gateway.tokens.redeem(token, time.time())  # a clear 401 before any parsing work
-    if session_update is not None:
-        try:
-            gateway.policy.check(session_update)
-        except PolicyError as exc:
-            raise BadRequest(str(exc), code=exc.code, param=exc.param) from None
-    check_offer(offer)
+    minted = gateway.tokens.redeem(token, time.time())  # a clear 401 before any parsing work
+    update = None if session_update is None else _allowed(gateway, session_update, dict(minted.session))
+    candidates = check_offer(offer)
     secret = gateway.tokens.claim(token, time.time())
+    spend_shared = gateway.tokens.signed and config.client_secret_reuse == "single"
+    call_id = new_call_id(tag("rtc_", config.worker_index, config.instance_id))
     try:
-        gateway.calls.reserve()
-    except GatewayError:
+        if spend_shared:  # once in the whole cluster, not once per instance
+            await gateway.cluster.claim_secret(secret.id, secret.expires_at)
+        try:
+            await gateway.calls.reserve(call_id, client.identity)
+        except BaseException:  # refused, or the client went away: the secret may be used again
+            if spend_shared:
+                await gateway.cluster.release_secret(secret.id)
+            raise
+    except BaseException:
         gateway.tokens.release(token)
         raise
-    session = merge_session(secret.session, session_update or {})
-    call_id = new_call_id(tag("rtc_", gateway.config.worker_index))
+    session = merge_session(secret.session, update or {})
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
     call = Call(call_id, gateway.config, session, ice=gateway.ice, metrics=gateway.metrics, created_at=received_at)
     try:
         answer = await call.accept(offer)
     except BaseException:
         gateway.tokens.release(token)
-        gateway.calls.release()
+        if spend_shared:
+            await gateway.cluster.release_secret(secret.id)
+        await gateway.calls.release(call_id)
         await close_peer(call.pc)
         raise
     gateway.tokens.consume(token)
-    gateway.calls.start(call)
+    gateway.calls.start(call, candidates)
     logger.info("call created")
     return _answer(call, answer)
 
@@ -284,8 +210,9 @@ def _answer(call: Call, answer: str) -> web.Response:
 async def _resume_call(gateway: Gateway, token: str, offer: str) -> web.Response:
     call = gateway.calls.by_resume_token(token)
     call_id_var.set(call.id)
-    check_offer(offer)
-    answer = await call.resume(offer)
+    candidates = check_offer(offer)
+    answer = await call.resume(offer)  # 409 unless the call is waiting for its vanished browser
+    gateway.calls.new_connection(call, candidates)
     return _answer(call, answer)
 
 
@@ -293,14 +220,15 @@ async def trickle(request: web.Request) -> web.Response:
     """``PATCH`` with ``application/trickle-ice-sdpfrag`` (RFC 8840, as WHIP uses it): the
     browser's candidates that were not in its offer."""
     gateway = request.app[STATE_KEY]
+    await gateway.admit(client_of(request), "trickle")
     call: Call = gateway.calls.get(request.match_info["call_id"])
-    if request.content_type != "application/trickle-ice-sdpfrag":
-        raise UnsupportedMediaType("Send candidates as application/trickle-ice-sdpfrag.")
+    candidates = parse_sdpfrag(await read_sdpfrag(request))
+    gateway.calls.add_candidates(call, len(candidates))
     try:
-        fragment = (await request.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("The fragment is not UTF-8 text.", code="invalid_sdpfrag") from None
-    await call.add_remote_candidates(parse_sdpfrag(fragment))
+        await call.add_remote_candidates(candidates)
+    except (AssertionError, ValueError, TypeError, KeyError, IndexError) as exc:  # aiortc/aioice on odd input
+        raise BadRequest(f"The candidate could not be added: {exc or type(exc).__name__}",
+                         code="invalid_sdpfrag") from None
     return web.Response(status=204)
 
 
@@ -312,14 +240,12 @@ async def hang_up(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while taking calls; 503 ``draining`` from SIGTERM on, so a front (nginx health checks,
+    a Kubernetes readiness probe) stops sending new calls while the existing ones finish."""
     gateway = request.app[STATE_KEY]
-    return web.json_response({"status": "ok", "calls": len(gateway.calls),
-                              "max_calls": gateway.config.max_calls})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[STATE_KEY].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = {"status": "draining" if gateway.draining else "ok", "instance": gateway.config.instance_id,
+            "calls": len(gateway.calls), "max_calls": gateway.config.max_calls}
+    return web.json_response(body, status=503 if gateway.draining else 200)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -328,17 +254,43 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(root / "index.html")
 
 
+def _admission(config: Config) -> SharedAdmission:
+    """Redis for a cluster of instances; in memory for one process; the supervisor's SQLite
+    store for the workers of a host."""
+    if config.redis_url is not None:
+        holder = config.instance_id if config.worker_index is None else f"{config.instance_id}-w{config.worker_index}"
+        return RedisAdmission(redis_client(config.redis_url), holder, config.max_calls, config.max_calls_per_client)
+    if config.worker_index is None or config.runtime_dir is None:
+        return LocalAdmission(config.max_calls, config.max_calls_per_client)
+    return SqliteAdmission(store_path(config.runtime_dir), config.max_calls, config.max_calls_per_client)
+
+
 def create_app(config: Config) -> web.Application:
-    middlewares: list[Any] = [cors_middleware, error_middleware]
-    if config.worker_index is not None:  # one of several processes: reach the one owning a call
-        middlewares.append(forwarding_middleware(config.worker_index, config.runtime_dir))
-    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
+    middlewares: list[Any] = [identity_middleware(TrustedProxies(config.trusted_proxies)),
+                              cors_middleware(config.allowed_origins), error_middleware(config.max_body_bytes)]
     gateway_metrics = GatewayMetrics(worker=str(config.worker_index or 0))
-    gateway = Gateway(config, TokenStore(prefix=tag("ek_", config.worker_index)),
-                      CallRegistry(config.max_calls, gateway_metrics),
+    admission = _admission(config)
+    cluster = Cluster(config, admission if isinstance(admission, RedisAdmission) else None)
+    if isinstance(admission, RedisAdmission):
+        shared_up = Gauge("gateway_shared_store_up", "1 while Redis (REDIS_URL) answers", ["worker"],
+                          registry=gateway_metrics.registry).labels(worker=str(config.worker_index or 0))
+        shared_up.set(1)
+        admission.on_change = lambda up: shared_up.set(1 if up else 0)
+    many_instances = config.redis_url is not None or bool(config.instances)
+    if many_instances or (config.worker_index is not None and config.runtime_dir is not None):
+        middlewares.append(forwarding_middleware(  # reach the worker (or instance) owning a call
+            config.worker_index, config.runtime_dir, instance=config.instance_id,
+            peer_url=cluster.url_of if many_instances else None, signed=config.gateway_secret is not None))
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
+    gateway = Gateway(config,
+                      TokenStore(prefix=tag("ek_", config.worker_index, config.instance_id),
+                                 reuse=config.client_secret_reuse == "until_expiry",
+                                 signing_key=config.gateway_secret.encode() if config.gateway_secret else None),
+                      CallRegistry(admission, gateway_metrics),
                       SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config),
-                      KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)),
-                      KeyedRateLimiter(config.rate_limit_per_minute, burst=max(5, config.rate_limit_per_minute // 3)))
+                      admission, cluster)
+    metrics = MetricsEndpoint(gateway_metrics, token=config.metrics_token, worker=config.worker_index,
+                              runtime_dir=config.runtime_dir)
     app[CONFIG_KEY] = config
     app[STATE_KEY] = gateway
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
@@ -346,8 +298,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_delete("/v1/realtime/calls/{call_id}", hang_up)
     app.router.add_patch("/v1/realtime/calls/{call_id}", trickle)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hang_up)  # OpenAI's spelling
+    app.router.add_get("/v1/realtime", Sidebands(config, gateway.calls).handle)  # a backend attached to a call
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics.handle)
     if config.web_root is not None and (config.web_root / "index.html").is_file():
         app.router.add_get("/", index)
         app.router.add_static("/", config.web_root)
@@ -362,6 +315,18 @@ def create_app(config: Config) -> web.Application:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    async def close_admission(app: web.Application) -> None:
+        await admission.close()
+
+    async def join_cluster(app: web.Application) -> AsyncIterator[None]:
+        cluster.announce()
+        task = asyncio.create_task(cluster.run())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     app.on_shutdown.append(close_calls)
     app.cleanup_ctx.append(check_ice_servers)
+    app.cleanup_ctx.append(join_cluster)
+    app.on_cleanup.append(close_admission)
     return app

@@ -60,13 +60,30 @@ async def test_client_secret_refusals(gateway: RunningGateway) -> None:
             await expect_error(r, 400, "invalid_json")
         async with http.post(url, data="x=1", headers={"Content-Type": "text/plain"}) as r:
             await expect_error(r, 415, "unsupported_content_type")
-        async with http.post(url, json={"session": {"model": "gpt-4o-realtime-preview"}}) as r:
-            error = await expect_error(r, 400, "session_field_locked")
-            assert error["param"] == "session.model"
+        async with http.post(url, json={"session": {"type": "transcription"}}) as r:
+            error = await expect_error(r, 400, "invalid_value")
+            assert error["param"] == "session.type"
         async with http.post(url, json={"expires_after": {"seconds": 99999}}) as r:
             await expect_error(r, 400, "invalid_value")
         async with http.post(url, data=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"}) as r:
             await expect_error(r, 413, "request_too_large")
+
+
+async def test_openai_shaped_secret_requests_keep_the_gateways_locked_fields(gateway: RunningGateway) -> None:
+    """OpenAI's documented body always names a model (and often the audio formats): drop-in
+    backends must get a secret, with the locked fields kept as the gateway has them."""
+    url = f"{gateway.url}/v1/realtime/client_secrets"
+    body = {"session": {"type": "realtime", "model": "gpt-realtime-2.1", "instructions": "Seja breve.",
+                        "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}},
+                                  "output": {"voice": "marin", "format": {"type": "audio/pcma"}}}}}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body) as r:
+            assert r.status == 200, await r.text()
+            session = (await r.json())["session"]
+    default = gateway.config.default_session()
+    assert session["model"] == default["model"]
+    assert session["audio"]["output"]["format"] == default["audio"]["output"]["format"]
+    assert session["instructions"] == "Seja breve." and session["audio"]["output"]["voice"] == "marin"
 
 
 async def test_call_refusals(gateway: RunningGateway) -> None:
