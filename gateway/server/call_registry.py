@@ -84,6 +84,10 @@ class CallRegistry:
         raise Unauthorized("The resume token is not valid, or its call has ended; start a new call.",
                            code="invalid_resume_token")
 
+    def ended_recently(self, call_id: str) -> bool:
+        """Whether ``call_id`` is among the last calls that ended here (``recent``)."""
+        return call_id not in self._calls and any(ended == call_id for ended, _ in self.recent)
+
     def get(self, call_id: str) -> Call:
         call = self._calls.get(call_id)
         if call is None:

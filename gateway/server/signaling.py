@@ -233,8 +233,13 @@ async def trickle(request: web.Request) -> web.Response:
 
 
 async def hang_up(request: web.Request) -> web.Response:
+    """Idempotent: a call that just ended (the browser closed its peer connection a moment
+    before its DELETE arrived, as a page does when it hangs up) is hung up already."""
     gateway = request.app[STATE_KEY]
-    call: Call = gateway.calls.get(request.match_info["call_id"])
+    call_id = request.match_info["call_id"]
+    if gateway.calls.ended_recently(call_id):
+        return web.Response(status=204)
+    call: Call = gateway.calls.get(call_id)
     call.end("client_hangup")
     return web.Response(status=204)
 
