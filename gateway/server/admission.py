@@ -31,8 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from ..core.errors import AtCapacity, RateLimited
 from ..core.limits import KeyedRateLimiter, Rate
 
@@ -41,6 +39,14 @@ logger = logging.getLogger(__name__)
 STORE_NAME = "admission.sqlite3"
 _PURGE_EVERY = 256  # takes between sweeps of idle buckets
 _BUSY_TIMEOUT_S = 2.0
+
+
+def redis_failures() -> tuple[type[BaseException], ...]:
+    """What a Redis call raises when Redis is away. The client library is imported only where
+    Redis is used, so a gateway without ``REDIS_URL`` never loads it."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 
 class SharedAdmission(Protocol):
@@ -324,6 +330,7 @@ class RedisAdmission:
     """
 
     def __init__(self, client: Any, holder: str, max_calls: int, max_calls_per_client: int) -> None:
+        self._failures = redis_failures()
         self.redis = client
         self.holder = holder
         self._max_calls = max_calls
@@ -355,7 +362,7 @@ class RedisAdmission:
     async def take(self, key: str, rate: Rate) -> float | None:
         try:
             result = await self._take(keys=[f"{_PREFIX}bucket:{key}"], args=[rate.per_second, rate.burst])
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             self._failed(exc)
             return await self._local.take(key, rate)
         self._answered()
@@ -365,7 +372,7 @@ class RedisAdmission:
         try:
             verdict = int(await self._reserve(keys=[f"{_PREFIX}holders"], args=[
                 _PREFIX, self.holder, slot, client, self._max_calls, self._max_per_client]))
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             self._failed(exc)
             raise store_unavailable() from None
         self._answered()
@@ -380,7 +387,7 @@ class RedisAdmission:
             return
         try:
             await self._release(keys=[f"{_PREFIX}holders"], args=[_PREFIX, self.holder, slot])
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             self._failed(exc)  # the next heartbeat that gets through writes our slots back
 
     async def beat(self) -> None:
@@ -390,7 +397,7 @@ class RedisAdmission:
         try:
             existed = await self._heartbeat(keys=[f"{_PREFIX}holders"], args=[
                 _PREFIX, self.holder, int(HOLDER_TTL_S * 1000), "1" if resync else "0", len(self._slots), *pairs])
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             self._failed(exc)
             raise
         self._answered()
@@ -401,7 +408,7 @@ class RedisAdmission:
 
     async def keep_beating(self) -> None:
         while True:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*self._failures):
                 await self.beat()
             await asyncio.sleep(HEARTBEAT_S)
 
@@ -412,7 +419,7 @@ class RedisAdmission:
         return sum(int(load) for load in loads if load is not None)
 
     async def close(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*self._failures):
             if self._slots:
                 for slot in list(self._slots):
                     await self.release(slot)

@@ -16,11 +16,9 @@ import contextlib
 import logging
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from ..config import Config
 from ..core.errors import Unauthorized
-from .admission import HEARTBEAT_S, HOLDER_TTL_S, RedisAdmission, store_unavailable
+from .admission import HEARTBEAT_S, HOLDER_TTL_S, RedisAdmission, redis_failures, store_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +33,7 @@ def redis_client(url: str) -> Any:
 
 class Cluster:
     def __init__(self, config: Config, admission: RedisAdmission | None) -> None:
+        self._failures = redis_failures() if config.redis_url else (OSError,)
         self._config = config
         self._admission = admission
         self._static = dict(entry.partition("=")[::2] for entry in config.instances)
@@ -60,7 +59,7 @@ class Cluster:
         try:
             fresh = await self._admission.redis.set(f"{_PREFIX}secret:{secret_id}", "1", nx=True,
                                                     exat=max(expires_at, 1))
-        except (RedisError, OSError):
+        except self._failures:
             raise store_unavailable() from None
         if not fresh:
             raise Unauthorized("The client secret is not valid (or was already used to create a call).",
@@ -69,7 +68,7 @@ class Cluster:
     async def release_secret(self, secret_id: str) -> None:
         """The call could not be set up: the secret may be used again."""
         if self._admission is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*self._failures):
                 await self._admission.redis.delete(f"{_PREFIX}secret:{secret_id}")
 
     async def url_of(self, instance: str) -> str | None:
@@ -80,7 +79,7 @@ class Cluster:
             return None
         try:
             url = await self._admission.redis.get(f"{_PREFIX}instance:{instance}")
-        except (RedisError, OSError):
+        except self._failures:
             return None
         return url.decode() if url else None
 
@@ -92,7 +91,7 @@ class Cluster:
         try:
             url = self._config.advertise_url
             while url:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*self._failures):
                     await self._admission.redis.set(f"{_PREFIX}instance:{self._config.instance_id}", url,
                                                     px=int(HOLDER_TTL_S * 1000))
                 await asyncio.sleep(HEARTBEAT_S)
