@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import LLMS, default_cache_dir
@@ -31,9 +32,17 @@ class EngineConfig:
     # ``nice`` lowers the whole engine below the gateway so its 20 ms media pacing always wins a core.
     threads: int = max(1, os.cpu_count() or 1)
     nice: int = 5
-    max_reply_tokens: int = 160
+    max_reply_tokens: int = 120  # ~25 s of speech: a voice answer is two or three sentences
     context_tokens: int = 4096
     session_max_s: float = 3600.0  # sessions end like OpenAI's (60 min); 0 = never
+    # Hardening. The key comes from the environment only (never argv, which `ps` shows); the
+    # gateway generates one per start. ``api_key_generated``: nobody gave one, so it is logged once.
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    api_key_generated: bool = False
+    max_sessions: int = 8  # concurrent Realtime sessions; more get HTTP 503
+    max_input_s: float = 30.0  # input audio kept uncommitted (Whisper hears 30 s at most)
+    warm_up: bool = True  # run every model once before /healthz says ready
+    speculate: bool = True  # start the reply on the early transcript of a paused turn
 
     def __post_init__(self) -> None:
         if self.llm not in LLMS:
@@ -54,10 +63,23 @@ class EngineConfig:
             raise EngineConfigError("ENGINE_MAX_REPLY_TOKENS must be >= 1")
         if self.session_max_s < 0:
             raise EngineConfigError("ENGINE_SESSION_MAX must be >= 0 (0 = never)")
+        if len(self.api_key) < 16:
+            raise EngineConfigError("ENGINE_API_KEY must be at least 16 characters long")
+        if self.max_sessions < 1:
+            raise EngineConfigError("ENGINE_MAX_SESSIONS must be >= 1")
+        if not 1.0 <= self.max_input_s <= 600.0:
+            raise EngineConfigError(f"ENGINE_MAX_INPUT_AUDIO must be 1-600 s, not {self.max_input_s}")
 
 
 def _path(text: str) -> Path:
     return Path(text).expanduser()
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError("expected true or false")
+    return lowered in ("1", "true", "yes", "on")
 
 
 _FLAGS = (
@@ -79,7 +101,15 @@ _FLAGS = (
     ("--max-reply-tokens", "ENGINE_MAX_REPLY_TOKENS", "max_reply_tokens", int, "longest reply, in LLM tokens"),
     ("--session-max", "ENGINE_SESSION_MAX", "session_max_s", float,
      "seconds before a session ends like OpenAI's 60-minute cap (0 = never)"),
+    ("--max-sessions", "ENGINE_MAX_SESSIONS", "max_sessions", int, "concurrent sessions before HTTP 503 (default 8)"),
+    ("--max-input-audio", "ENGINE_MAX_INPUT_AUDIO", "max_input_s", float,
+     "seconds of uncommitted input audio kept; older audio is dropped with an error (default 30)"),
+    ("--warm-up", "ENGINE_WARM_UP", "warm_up", _bool, "run every model once before reporting ready (default on)"),
+    ("--speculate", "ENGINE_SPECULATE", "speculate", _bool,
+     "start writing and speaking the reply on the early transcript of a paused turn (default on)"),
 )
+# Environment only: a secret on the command line is visible to every user of the machine.
+API_KEY_ENV = "ENGINE_API_KEY"
 
 
 def load_engine_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> EngineConfig:
@@ -97,4 +127,8 @@ def load_engine_config(argv: Sequence[str] | None = None, environ: Mapping[str, 
                 values[attr] = parse(raw[env])
             except ValueError as exc:
                 raise EngineConfigError(f"{env} has a bad value {raw[env]!r}: {exc}") from None
+    if API_KEY_ENV in raw:
+        values["api_key"] = raw[API_KEY_ENV]
+    else:
+        values["api_key_generated"] = True
     return EngineConfig(**values)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,19 +21,32 @@ class Piece:
 
 @dataclass
 class Item:
+    """A message (``content_type`` input_audio | input_text | output_audio | output_text), a
+    ``function_call`` the model made, or the ``function_call_output`` the client answered with."""
+
     id: str
-    role: str  # user | assistant | system
-    content_type: str  # input_audio | input_text | output_audio | output_text
-    text: str | None = None
+    role: str  # user | assistant | system (messages); assistant (function_call); tool (function_call_output)
+    content_type: str
+    text: str | None = None  # a message's text; a function_call_output's output
     status: str = "completed"
     pieces: list[Piece] = field(default_factory=list)
     truncated: bool = False
+    type: str = "message"  # message | function_call | function_call_output
+    name: str = ""
+    call_id: str = ""
+    arguments: str = ""
+    llm_text: str | None = None  # the reply exactly as the LLM wrote it (its prompt cache starts with it)
 
     @property
     def audio_ms(self) -> int:
         return sum(p.samples for p in self.pieces) * 1000 // RATE
 
     def to_json(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"id": self.id, "object": "realtime.item", "type": self.type, "status": self.status}
+        if self.type == "function_call":
+            return {**base, "name": self.name, "call_id": self.call_id, "arguments": self.arguments}
+        if self.type == "function_call_output":
+            return {**base, "call_id": self.call_id, "output": self.text or ""}
         if self.content_type == "input_audio":
             part: dict[str, Any] = {"type": "input_audio", "transcript": self.text}
         elif self.content_type == "output_audio":
@@ -41,8 +55,7 @@ class Item:
             part = {"type": "output_text", "text": self.text or ""}
         else:
             part = {"type": "input_text", "text": self.text or ""}
-        return {"id": self.id, "object": "realtime.item", "type": "message", "role": self.role,
-                "status": self.status, "content": [part]}
+        return {**base, "role": self.role, "content": [part]}
 
     def truncate(self, audio_end_ms: int) -> None:
         """Keep only what was heard: whole pieces played, and the played share of the cut piece."""
@@ -64,6 +77,20 @@ class Item:
         self.pieces = kept_pieces
         self.text = " ".join(kept_text)
         self.truncated = True
+        self.llm_text = None
+
+    def chat_message(self) -> dict[str, Any] | None:
+        """This item as a chat message for the LLM's prompt (None: nothing to say)."""
+        if self.type == "function_call":
+            try:
+                arguments: Any = json.loads(self.arguments or "{}")
+            except ValueError:
+                arguments = self.arguments
+            return {"role": "assistant", "content": "", "tool_calls": [{"name": self.name, "arguments": arguments}]}
+        if self.type == "function_call_output":
+            return {"role": "tool", "content": self.text or ""}
+        text = (self.llm_text if self.llm_text is not None else self.text or "").strip()
+        return {"role": self.role, "content": text} if text else None
 
 
 class Dialogue:
@@ -102,17 +129,25 @@ class Dialogue:
     def delete(self, item_id: str) -> bool:
         return self._items.pop(item_id, None) is not None
 
-    def messages(self, instructions: str, budget_chars: int = 6000) -> list[dict[str, str]]:
-        """Chat messages for the LLM: the instructions, then the most recent turns that fit."""
-        turns: list[dict[str, str]] = []
+    def messages(self, instructions: str, budget_chars: int = 6000) -> list[dict[str, Any]]:
+        """Chat messages for the LLM: the instructions, then the most recent turns that fit. An
+        assistant message and the function calls right after it are one turn, as the model wrote it."""
+        turns: list[dict[str, Any]] = []
         used = 0
         for item in reversed(self._items.values()):
-            text = (item.text or "").strip()
-            if not text:
+            message = item.chat_message()
+            if message is None:
                 continue
-            used += len(text)
+            used += len(json.dumps(message, ensure_ascii=False))
             if used > budget_chars:
                 break
-            turns.append({"role": item.role, "content": text})
+            turns.append(message)
         turns.reverse()
-        return [{"role": "system", "content": instructions}, *turns]
+        merged: list[dict[str, Any]] = []
+        for message in turns:
+            previous = merged[-1] if merged else None
+            if (message.get("tool_calls") and previous is not None and previous["role"] == "assistant"):
+                previous["tool_calls"] = [*previous.get("tool_calls", []), *message["tool_calls"]]
+            else:
+                merged.append(dict(message))
+        return [{"role": "system", "content": instructions}, *merged]

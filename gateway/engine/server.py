@@ -1,23 +1,26 @@
 """The engine's I/O: a Realtime WebSocket server that runs each session's work with the models.
 
-Models load once per process, in a worker thread, while ``/healthz`` answers 503; then each
-connection gets a :class:`SessionRunner` that owns its tasks (reading the socket, working
-through the session's commands, an early transcription) in one TaskGroup. Inference always runs
-on :class:`~.model_threads.ModelThreads` threads, so the event loop keeps reading audio and streaming
-replies while Whisper, the LLM or the TTS compute.
+Models load and warm up once per process, in a worker thread, while ``/healthz`` answers 503;
+then each admitted connection gets a :class:`SessionRunner` that owns its tasks (reading the
+socket, working through the session's commands, an early transcription and the reply drafted
+from it) in one TaskGroup. Inference always runs on :class:`~.model_threads.ModelThreads`
+threads, so the event loop keeps reading audio and streaming replies while Whisper, the LLM or
+the TTS compute.
+
+Admission (before the WebSocket handshake): ``Authorization: Bearer <ENGINE_API_KEY>`` (401
+otherwise), no browser ``Origin`` (403: only servers, i.e. the gateway, talk to the engine), at
+most ``max_sessions`` at once (503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import http
 import json
 import logging
-import shutil
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,70 +28,42 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from ..config import DEFAULT_INSTRUCTIONS
 from ..core.audio_format import UPSTREAM_RATE
 from ..core.events import ProtocolError, decode_audio, dumps, error_event, loads, server_event
-from .commands import Cancel, Respond, Transcribe
+from .commands import Cancel, DropEarly, Respond, Transcribe
 from .config import EngineConfig
-from .llm import SPOKEN_STYLE, ReplyGenerator
+from .llm import SPOKEN_STYLE
+from .model_set import Models, next_turn_prefix
 from .model_threads import ModelThreads
-from .models import ModelError, choose_models
+from .prompt import render, reply_prefix
+from .reply import CallOut, Output, PieceOut, ReplyStream
 from .session import EngineSession
-from .speech_text import SentenceSplitter, speakable
-from .stt import Transcriber
-from .tts import EspeakVoice, KokoroVoice
 from .vad import SpeechProbability
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass
-class Models:
-    transcriber: Transcriber
-    generator: ReplyGenerator
-    voice: KokoroVoice | EspeakVoice
-
-    @classmethod
-    def load(cls, config: EngineConfig) -> Models:
-        """Blocking (seconds; minutes the first time, when packaged files are assembled)."""
-        started = time.monotonic()
-        if shutil.which("espeak-ng") is None:
-            raise ModelError("espeak-ng is not installed: it gives the TTS its pt-BR phonemes "
-                             "(apt-get install espeak-ng, or run scripts/setup_engine.sh)")
-        choice = choose_models(config)
-        transcriber = Transcriber(choice.whisper_dir, config.threads)
-        generator = ReplyGenerator(choice.llm_file, config.threads, config.context_tokens)
-        voice: KokoroVoice | EspeakVoice = (
-            KokoroVoice(choice.kokoro, config.kokoro_voice, config.threads) if choice.kokoro else EspeakVoice())
-        voice.synthesize("Olá.")  # warm up: the first ONNX run allocates its arenas
-        transcriber.transcribe(voice.synthesize("Olá, tudo bem?"), "pt")
-        # Evaluate the usual system prompt once, so the first turn reuses llama.cpp's cached prefix.
-        generator.generate([{"role": "system", "content": f"{DEFAULT_INSTRUCTIONS}\n{SPOKEN_STYLE}"},
-                            {"role": "user", "content": "Olá"}], 1, lambda _: None, threading.Event())
-        logger.info("models loaded in %.1f s: stt %s, llm %s, tts %s (voice %s), %d threads",
-                    time.monotonic() - started, choice.whisper_dir, choice.llm_file,
-                    choice.kokoro.model if choice.kokoro else "espeak-ng", voice.default_voice, config.threads)
-        return cls(transcriber, generator, voice)
-
-
-@dataclass
-class _Timing:
-    """Milliseconds from the end of a turn (its commit) to each stage's first output (for the bench)."""
-
-    started: float
-    marks: dict[str, Any] = field(default_factory=dict)
-
-    def mark(self, name: str) -> None:
-        if name not in self.marks:
-            self.marks[name] = round((time.monotonic() - self.started) * 1000, 1)
-
-
 def _timed(job: Callable[..., T], *args: Any) -> tuple[T, float]:
     """``job(*args)`` and the seconds it took (for the timing log the bench reads)."""
     started = time.perf_counter()
     return job(*args), time.perf_counter() - started
+
+
+class _Draft:
+    """A reply started on an early transcript, for the turn whose audio has ``key``."""
+
+    def __init__(self, key: tuple[float, float], stream: ReplyStream, task: asyncio.Task[Any]) -> None:
+        self.key = key
+        self.stream = stream
+        self.task = task
+
+    def drop(self) -> None:
+        self.stream.stop()
+        self.task.cancel()
 
 
 class SessionRunner:
@@ -99,16 +74,21 @@ class SessionRunner:
         self._models = models
         self._threads = threads
         self._config = config
-        self.session = EngineSession()
+        self.session = EngineSession(DEFAULT_INSTRUCTIONS, config.max_input_s * 1000)
         self._vad = SpeechProbability()
         self._work: asyncio.Queue[Transcribe | Respond] = asyncio.Queue()
-        self._stop_generation: dict[str, threading.Event] = {}
+        self._replies: dict[str, ReplyStream] = {}  # response id → its stream, while it runs
         self._early: tuple[tuple[float, float], asyncio.Task[tuple[str, float]]] | None = None  # key, transcription
+        self._claimed: asyncio.Task[tuple[str, float]] | None = None  # the early one a commit awaits
+        self._draft: _Draft | None = None
+        self._reading: asyncio.Task[None] | None = None  # a long turn's words so far, read ahead
         self._committed_at: dict[str, float] = {}  # response id → when its turn ended
+        self._tasks: asyncio.TaskGroup | None = None
 
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 worker = tasks.create_task(self._work_through_commands())
                 expiry = tasks.create_task(self._expire()) if self._config.session_max_s else None
                 await self._flush_after(self.session.outbox.append,
@@ -118,13 +98,13 @@ class SessionRunner:
                 worker.cancel()
                 if expiry is not None:
                     expiry.cancel()
+                self._drop_early()
         except* ConnectionClosed:
             pass
         finally:
-            for stop in self._stop_generation.values():
-                stop.set()
-            if self._early is not None:
-                self._early[1].cancel()
+            for stream in self._replies.values():
+                stream.stop()
+            self._drop_early()
 
     async def _expire(self) -> None:
         """Like OpenAI's 60-minute cap: past ``session_max_s`` the session ends with an error."""
@@ -148,7 +128,7 @@ class SessionRunner:
                     "input_audio_buffer.append needs base64 PCM16 'audio'.", code="invalid_value",
                     event_id=event.get("event_id"), param="audio"))
                 return
-            await self._flush_after(self.session.append_audio, pcm, self._vad.push(pcm))
+            await self._flush_after(self.session.append_audio, pcm, self._vad.push(pcm), event.get("event_id"))
         else:
             await self._flush_after(self.session.handle, event)
 
@@ -161,9 +141,13 @@ class SessionRunner:
         commands, session.commands = session.commands, []
         for command in commands:
             if isinstance(command, Cancel):
-                stop = self._stop_generation.get(command.response_id)
-                if stop is not None:
-                    stop.set()
+                stream = self._replies.get(command.response_id)
+                if stream is not None:
+                    stream.stop()
+            elif isinstance(command, DropEarly):
+                self._drop_early()
+            elif isinstance(command, Transcribe) and command.partial:
+                self._read_ahead(command)
             elif isinstance(command, Transcribe) and command.item_id is None:
                 self._transcribe_early(command)
             else:
@@ -174,96 +158,197 @@ class SessionRunner:
         for event in outbox:
             await self._ws.send(dumps(event))
 
+    # --- early work on a paused turn ---------------------------------------------------------
+
+    def _drop_early(self) -> None:
+        early, self._early = self._early, None
+        if early is not None and early[1] is not self._claimed:  # a commit waits for that one
+            early[1].cancel()
+        draft, self._draft = self._draft, None
+        if draft is not None:
+            draft.drop()
+
     def _transcribe_early(self, command: Transcribe) -> None:
-        """The user paused: transcribe now, so if the pause ends the turn the text is (nearly) ready."""
-        if self._early is not None:
-            self._early[1].cancel()
-        task = asyncio.create_task(self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
-                                                     command.language))
+        """The user paused: transcribe now, so if the pause ends the turn the text is (nearly)
+        ready; and start on the reply it would get, so its first piece may be ready too."""
+        self._drop_early()
+        assert self._tasks is not None
+        task = self._tasks.create_task(self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
+                                                         command.language))
         self._early = (command.audio_key, task)
+        if command.draft is not None and self._config.speculate:
+            task.add_done_callback(lambda done: self._start_draft(command, done))
+
+    def _read_ahead(self, command: Transcribe) -> None:
+        """The user is still talking: transcribe the words so far and have the LLM read them, so
+        the prompt is mostly evaluated when the turn ends (when Whisper is free: a pause's early
+        transcription must never wait behind this)."""
+        if (self._reading is not None and not self._reading.done()) or \
+                (self._early is not None and not self._early[1].done()) or self.session.response is not None:
+            return
+        instructions = self.session.instructions()
+        generator = self._models.generator
+
+        async def read() -> None:
+            text, _ = await self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
+                                              command.language)
+            if not text.strip() or self._early is not None and not self._early[1].done():
+                return
+            messages = [*self.session.dialogue.messages(instructions), {"role": "user", "content": text.strip()}]
+            prompt = render(messages)
+            prompt = prompt[:prompt.rindex(text.strip()) + len(text.strip())]
+            await self._threads.llm(generator.prefill, generator.tokenize(prompt), None, self._threads.priority)
+
+        assert self._tasks is not None
+        self._reading = self._tasks.create_task(self._quietly(read(), "read the turn ahead"))
+
+    @staticmethod
+    async def _quietly(work: Awaitable[Any], what: str) -> None:
+        """Work that only gains time: a failure is logged, never the session's end."""
+        try:
+            await work
+        except Exception:
+            logger.exception("could not %s", what)
+
+    def _start_draft(self, command: Transcribe, done: asyncio.Task[tuple[str, float]]) -> None:
+        if done.cancelled() or done.exception() is not None or self._early is None or self._early[1] is not done:
+            return
+        text = done.result()[0].strip()
+        if not text or command.draft is None or self.session.response is not None:
+            return
+        messages = [*self.session.dialogue.messages(command.draft.instructions), {"role": "user", "content": text}]
+        stream = self._stream(command.draft, messages, None)
+        assert self._tasks is not None
+        self._draft = _Draft(command.audio_key, stream, self._tasks.create_task(stream.run()))
 
     async def _transcription(self, command: Transcribe) -> tuple[str, float, bool]:
-        """The turn's text, the seconds Whisper took, and whether the early transcription served."""
-        early, self._early = self._early, None
+        """The turn's text, the seconds Whisper took, and whether the early transcription served
+        (it stays in place: a reply may still be drafted from it once it is done)."""
+        early = self._early
         if early is not None and early[0] == command.audio_key and not early[1].cancelled():
-            text, seconds = await early[1]
+            self._claimed = early[1]
+            try:
+                text, seconds = await early[1]
+            finally:
+                self._claimed = None
             return text, seconds, True
         if early is not None:
             early[1].cancel()
+            self._early = None
         text, seconds = await self._threads.stt(_timed, self._models.transcriber.transcribe, command.pcm,
                                                 command.language)
         return text, seconds, False
+
+    # --- turns and replies -----------------------------------------------------------------------
 
     async def _work_through_commands(self) -> None:
         """Transcriptions and responses in order: a reply is generated after the turn it answers."""
         while True:
             command = await self._work.get()
             if isinstance(command, Transcribe):
+                if self._draft is not None and self._draft.key != command.audio_key:
+                    self._draft.drop()
+                    self._draft = None
                 started = time.monotonic()
                 text, seconds, early = await self._transcription(command)
                 logger.info("timing %s", json.dumps({
                     "item_id": command.item_id, "audio_s": round(len(command.pcm) / UPSTREAM_RATE, 3), "early": early,
                     "stt_ms": round(seconds * 1000, 1), "stt_wait_ms": round((time.monotonic() - started) * 1000, 1)}))
-                await self._flush_after(self.session.transcribed, command.item_id, text, len(command.pcm) / UPSTREAM_RATE)
+                assert command.item_id is not None
+                await self._flush_after(self.session.transcribed, command.item_id, text,
+                                        len(command.pcm) / UPSTREAM_RATE)
             elif self.session.response is not None and self.session.response.id == command.response_id:
                 await self._respond(command)
             else:
                 self._committed_at.pop(command.response_id, None)
 
+    def _stream(self, spec: Respond, messages: list[dict[str, Any]], deliver: Any) -> ReplyStream:
+        tools = spec.tools if spec.tool_choice != "none" else ()
+        opened = reply_prefix(tools, spec.tool_choice)
+        max_tokens = min(self._config.max_reply_tokens, spec.max_tokens or self._config.max_reply_tokens)
+        return ReplyStream(self._models, self._threads, spec, render(messages, tools, reply_prefix=opened), opened,
+                           max_tokens, deliver)
+
     async def _respond(self, command: Respond) -> None:
-        """LLM text flows into the TTS piece by piece, so the first audio leaves early."""
-        loop = asyncio.get_running_loop()
-        stop = self._stop_generation[command.response_id] = threading.Event()
-        texts: asyncio.Queue[str | None] = asyncio.Queue()
+        """Speak the reply, from the draft if it was drafted for exactly this prompt."""
+        response_id = command.response_id
         messages = self.session.dialogue.messages(command.instructions)
-        max_tokens = min(self._config.max_reply_tokens, command.max_tokens or self._config.max_reply_tokens)
-        timing = _Timing(self._committed_at.pop(command.response_id, time.monotonic()))
-        timing.mark("llm_start_ms")
 
-        totals = {"tokens": 0, "tts_s": 0.0, "audio_s": 0.0}
+        async def deliver(output: Output) -> None:
+            if isinstance(output, PieceOut):
+                await self._flush_after(self.session.response_piece, response_id, output.text, output.pcm,
+                                        output.llm_text)
+            elif isinstance(output, CallOut):
+                await self._flush_after(self.session.response_function_call, response_id, output.name,
+                                        output.arguments)
 
-        def on_text(text: str) -> None:
-            totals["tokens"] += 1
-            loop.call_soon_threadsafe(texts.put_nowait, text)
-
-        async def generate() -> None:
-            try:
-                await self._threads.llm(self._models.generator.generate, messages, max_tokens, on_text, stop,
-                                        self._threads.priority)
-            finally:
-                texts.put_nowait(None)
-
-        async def speak() -> None:
-            splitter = SentenceSplitter()
-            while not stop.is_set():
-                text = await texts.get()
-                timing.mark("llm_first_token_ms")
-                for piece in splitter.flush() if text is None else splitter.push(text):
-                    if stop.is_set():
-                        return
-                    timing.mark("llm_first_piece_ms")
-                    pcm = None
-                    if command.audio:
-                        pcm, seconds = await self._threads.tts(_timed, self._models.voice.synthesize,
-                                                               speakable(piece), command.voice, command.speed)
-                        totals["tts_s"] += seconds
-                        totals["audio_s"] += len(pcm) / UPSTREAM_RATE
-                    timing.mark("tts_first_piece_ms")
-                    await self._flush_after(self.session.response_piece, command.response_id, piece, pcm)
-                if text is None:
-                    return
-
+        stream = self._stream(command, messages, None)
+        draft, self._draft = self._draft, None
+        task: asyncio.Task[Any] | asyncio.Future[Any]
+        if draft is not None and draft.stream.prompt == stream.prompt and draft.stream.spec == \
+                Respond(draft.stream.spec.response_id, *_spec_fields(command)):
+            stream, task = draft.stream, draft.task
+        else:
+            if draft is not None:
+                draft.drop()
+            assert self._tasks is not None
+            task = self._tasks.create_task(stream.run())
+        self._replies[response_id] = stream
+        committed = self._committed_at.pop(response_id, time.monotonic())
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(generate())
-                tasks.create_task(speak())
-            await self._flush_after(self.session.response_finished, command.response_id)
+            await stream.release(deliver)
+            generated = await task
+            # A cancelled response was finished by the session already: this changes nothing then.
+            await self._flush_after(self.session.response_finished, response_id,
+                                    None if generated is None else generated.text.strip())
+        except asyncio.CancelledError:
+            stream.stop()
+            raise
         finally:
-            stop.set()
-            del self._stop_generation[command.response_id]
-            timing.mark("done_ms")
-            logger.info("timing %s", json.dumps({"response_id": command.response_id, **timing.marks,
-                                                 **{k: round(v, 3) for k, v in totals.items()}}))
+            self._replies.pop(response_id, None)
+            self._log_timing(response_id, stream, committed, draft is not None and stream is draft.stream)
+        self._prefill_next_turn(command)
+
+    def _prefill_next_turn(self, command: Respond) -> None:
+        """While the user listens and thinks, evaluate the prompt the next turn will start with."""
+        if self.session.response is not None:
+            return
+        tools = command.tools if command.tool_choice != "none" else ()
+        prefix = next_turn_prefix(self.session.dialogue.messages(command.instructions), tools)
+        generator = self._models.generator
+
+        assert self._tasks is not None
+        self._tasks.create_task(self._quietly(self._threads.llm(
+            lambda: generator.prefill(generator.tokenize(prefix), None, self._threads.priority)),
+            "evaluate the next turn's prompt ahead of time"))
+
+    def _log_timing(self, response_id: str, stream: ReplyStream, committed: float, speculative: bool) -> None:
+        timing = stream.timing
+
+        def ms(at: float | None) -> float | None:
+            return None if at is None else round((at - committed) * 1000, 1)
+
+        logger.info("timing %s", json.dumps({
+            "response_id": response_id, "llm_start_ms": ms(timing.llm_start), "llm_first_token_ms": ms(timing.first_token),
+            "llm_first_piece_ms": ms(timing.first_piece), "tts_first_piece_ms": ms(timing.first_audio),
+            "done_ms": ms(time.monotonic()), "tokens": timing.tokens, "tts_s": round(timing.tts_s, 3),
+            "audio_s": round(timing.audio_s, 3), "speculative": speculative, "prompt_reused": timing.prompt_reused,
+            "prompt_evaluated": timing.prompt_evaluated}))
+
+
+def _spec_fields(command: Respond) -> tuple[Any, ...]:
+    """A Respond's settings without its id (a draft's must equal the response's)."""
+    return (command.instructions, command.audio, command.voice, command.speed, command.max_tokens, command.tools,
+            command.tool_choice)
+
+
+def _json_error(status: http.HTTPStatus, code: str, message: str, retry_after: int | None = None) -> Response:
+    body = json.dumps({"error": {"type": "invalid_request_error", "code": code, "message": message,
+                                 "param": None}}).encode()
+    headers = Headers({"Content-Type": "application/json"})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return Response(status.value, status.phrase, headers, body)
 
 
 class EngineServer:
@@ -273,9 +358,17 @@ class EngineServer:
         self._config = config
         self._models: Models | None = None
         self._threads = ModelThreads()
+        self._sessions: set[ServerConnection] = set()
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            given = request.headers.get("api-key", "")
+        return hmac.compare_digest(given.strip().encode(), self._config.api_key.encode())
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Plain HTTP before the WebSocket handshake: health checks, and 503 while loading."""
+        """Plain HTTP before the WebSocket handshake: health checks, admission, 503 while loading."""
         path = request.path.split("?")[0]
         if path == "/healthz":
             status = http.HTTPStatus.OK if self._models else http.HTTPStatus.SERVICE_UNAVAILABLE
@@ -283,13 +376,29 @@ class EngineServer:
             return Response(status.value, status.phrase, Headers({"Content-Type": "application/json"}), body)
         if path != "/v1/realtime":
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found: use /v1/realtime\n")
+        if "Origin" in request.headers:
+            return _json_error(http.HTTPStatus.FORBIDDEN, "origin_not_allowed",
+                               "The engine does not serve browsers: connect through the gateway.")
+        if not self._authorized(request):
+            return _json_error(http.HTTPStatus.UNAUTHORIZED, "invalid_api_key",
+                               "Missing or wrong engine key: send 'Authorization: Bearer <ENGINE_API_KEY>'.")
         if self._models is None:
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "The engine is still loading models.\n")
+            return _json_error(http.HTTPStatus.SERVICE_UNAVAILABLE, "engine_loading",
+                               "The engine is still loading its models.", retry_after=5)
+        self._sessions = {c for c in self._sessions if c.state is not State.CLOSED}
+        if len(self._sessions) >= self._config.max_sessions:
+            return _json_error(http.HTTPStatus.SERVICE_UNAVAILABLE, "engine_busy",
+                               f"The engine already serves {self._config.max_sessions} sessions "
+                               "(ENGINE_MAX_SESSIONS).", retry_after=2)
+        self._sessions.add(connection)
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert self._models is not None
-        await SessionRunner(connection, self._models, self._threads, self._config).run()
+        try:
+            await SessionRunner(connection, self._models, self._threads, self._config).run()
+        finally:
+            self._sessions.discard(connection)
 
     async def serve_forever(self) -> None:
         try:
@@ -298,9 +407,17 @@ class EngineServer:
                              compression=None) as server:
                 logger.info("engine listening on ws://%s:%d/v1/realtime (loading models…)", self._config.host,
                             self._config.port)
+                if self._config.api_key_generated:
+                    logger.warning("ENGINE_API_KEY is not set: this run's key is %s (give the gateway the same "
+                                   "ENGINE_API_KEY to use it)", self._config.api_key)
                 started = time.monotonic()
-                self._models = await asyncio.to_thread(Models.load, self._config)
+                models = await asyncio.to_thread(Models.load, self._config)
+                if self._config.warm_up:
+                    warm = await asyncio.to_thread(models.warm_up, f"{DEFAULT_INSTRUCTIONS}\n{SPOKEN_STYLE}")
+                    logger.info("warmed up in %s s", warm)
+                self._models = models
                 logger.info("engine ready in %.1f s", time.monotonic() - started)
                 await server.serve_forever()
         finally:
             self._threads.close()
+

@@ -2,8 +2,14 @@
 
 Client events and VAD scores go in; server events (``outbox``) and work orders (``commands``:
 transcribe this turn, generate that response, stop it) come out. The runner in ``server.py``
-executes the work with the models and reports back through the ``response_*`` and
-``transcribed`` methods, so every event the client sees is built here, in protocol order.
+executes the work with the models and reports back through ``transcribed``,
+``response_piece``, ``response_function_call`` and ``response_finished``, so every event the
+client sees is built here, in protocol order. A response's output items appear when their
+content does: the spoken message with its first piece, a ``function_call`` item when the model
+calls a function (so a response that only calls a function has only that item, as OpenAI's).
+
+Audio is bounded: between turns only the prefix padding is kept, and the uncommitted buffer
+never holds more than ``max_input_ms`` (the oldest audio goes, with one ``error``).
 """
 
 from __future__ import annotations
@@ -17,26 +23,32 @@ import numpy as np
 from ..core.audio_format import UPSTREAM_RATE as RATE
 from ..core.events import Event, error_event, new_id, server_event
 from ..core.policy import merge_session
-from .commands import Cancel, Command, Respond, Transcribe
+from .commands import Cancel, Command, DropEarly, Respond, Transcribe
 from .dialogue import Dialogue, Item, Piece
+from .input_buffer import InputAudioBuffer
 from .llm import SPOKEN_STYLE
+from .prompt import function_tools
 from .vad import TAIL_MS, TurnDetector, TurnEvent, detector_for
 
 MIN_COMMIT_MS = 100
+IDLE_KEEP_MS = 600  # between turns: enough for any prefix padding plus the VAD's lag
+PARTIAL_EVERY_MS = 1200  # while the user talks, the words so far are transcribed this often
+DEFAULT_INSTRUCTIONS = "Você é um assistente de voz prestativo."
 
 
 @dataclass
 class _Response:
     id: str
-    item: Item
-    status: str = "in_progress"
+    audio: bool
+    output: list[Item] = field(default_factory=list)
+    message: Item | None = None  # the open message item, once the reply has said something
     transcript: list[str] = field(default_factory=list)
 
 
-def default_session() -> dict[str, Any]:
+def default_session(instructions: str = DEFAULT_INSTRUCTIONS) -> dict[str, Any]:
     return {
         "type": "realtime", "object": "realtime.session", "id": new_id("sess"), "model": "local",
-        "output_modalities": ["audio"], "instructions": "Você é um assistente de voz prestativo.",
+        "output_modalities": ["audio"], "instructions": instructions, "tools": [], "tool_choice": "auto",
         "audio": {
             "input": {"format": {"type": "audio/pcm", "rate": RATE},
                       "transcription": {"model": "whisper-base", "language": "pt"},
@@ -48,17 +60,24 @@ def default_session() -> dict[str, Any]:
     }
 
 
+def _tool_choice(value: Any) -> str:
+    """``tool_choice`` as the runner takes it: auto | none | required | a function's name."""
+    if isinstance(value, dict):
+        return str(value.get("name") or (value.get("function") or {}).get("name") or "auto")
+    return value if value in ("auto", "none", "required") else "auto"
+
+
 class EngineSession:
-    def __init__(self) -> None:
-        self.session = default_session()
+    def __init__(self, instructions: str = DEFAULT_INSTRUCTIONS, max_input_ms: float = 30_000) -> None:
+        self.session = default_session(instructions)
         self.dialogue = Dialogue()
         self.outbox: list[Event] = []
         self.commands: list[Command] = []
-        self._audio: list[np.ndarray] = []  # input buffer since the last commit/clear
-        self._buffer_start_ms = 0.0  # stream position of the buffer's first sample
-        self._stream_ms = 0.0  # all audio ever appended
+        self._buffer = InputAudioBuffer(max_input_ms)
+        self._overflow_reported = False
         self._detector: TurnDetector | None = None
         self._speech_item: str | None = None
+        self._transcribed_until_ms = 0.0  # stream position of the last early or partial transcription
         self.response: _Response | None = None
         self._configure_vad()
 
@@ -78,6 +97,11 @@ class EngineSession:
 
     def instructions(self) -> str:
         return f"{self.session.get('instructions') or ''}\n{SPOKEN_STYLE}".strip()
+
+    @property
+    def buffered_ms(self) -> float:
+        """Uncommitted input audio held (bounded by ``max_input_ms``)."""
+        return self._buffer.ms
 
     # --- client events -----------------------------------------------------------------------
 
@@ -103,6 +127,8 @@ class EngineSession:
             self._error("Only audio/pcm at 24000 Hz is supported.", "invalid_value", event.get("event_id"),
                         "session.audio.input.format")
             return
+        if "tools" in update and not isinstance(update["tools"], list):
+            raise ValueError("'tools' must be a list")
         merged = merge_session(self.session, update)
         turn_detection_changed = "turn_detection" in ((update.get("audio") or {}).get("input") or {})
         if turn_detection_changed:  # replaced as a whole, like OpenAI does
@@ -113,61 +139,64 @@ class EngineSession:
             self._detector = detector
         self._send("session.updated", session=self.session)
 
-    def append_audio(self, pcm: np.ndarray, scores: list[tuple[float, float]]) -> None:
+    def append_audio(self, pcm: np.ndarray, scores: list[tuple[float, float]], event_id: str | None = None) -> None:
         """Audio from ``input_audio_buffer.append`` with its VAD scores (computed by the runner)."""
-        self._audio.append(pcm)
-        self._stream_ms += len(pcm) * 1000 / RATE
+        if self._buffer.append(pcm) and not self._overflow_reported:
+            self._overflow_reported = True
+            limit = self._buffer.max_samples / RATE
+            self._error(f"The input audio buffer holds at most {limit:.0f} seconds of uncommitted audio: the "
+                        "oldest audio was dropped. Commit or clear the buffer (or use turn detection).",
+                        "input_audio_buffer_overflow", event_id)
         if self._detector is None:
             return
         for probability, end_ms in scores:
             turn = self._detector.push(probability, end_ms)
-            if turn is None:
-                continue
-            td = self._turn_detection() or {}
-            if turn.event is TurnEvent.PAUSED:
-                pcm, key = self._turn_audio(turn.audio_ms)
-                self.commands.append(Transcribe(None, pcm, self._language(), key))
-            elif turn.event is TurnEvent.STARTED:
-                self._speech_item = new_id("item")
-                self._send("input_audio_buffer.speech_started", audio_start_ms=turn.audio_ms,
-                           item_id=self._speech_item)
-                self._drop_before(turn.audio_ms)
-                if self.response is not None and td.get("interrupt_response", True):
-                    self.cancel_response()
-            else:
-                item_id = self._speech_item or new_id("item")
-                self._send("input_audio_buffer.speech_stopped", audio_end_ms=turn.audio_ms, item_id=item_id)
-                self._commit(item_id, end_ms=turn.audio_ms)
-                if td.get("create_response", True):
-                    self._start_response()
+            if turn is not None:
+                self._on_turn(turn.event, turn.audio_ms)
+        if not self._detector.in_speech:
+            self._buffer.keep_last(IDLE_KEEP_MS + self._detector.prefix_padding_ms)
+        elif self._buffer.end_ms - self._transcribed_until_ms >= PARTIAL_EVERY_MS:
+            # A long turn: its words so far, so the LLM can read them before the turn ends.
+            self._transcribed_until_ms = self._buffer.end_ms
+            pcm, key = self._buffer.audio()
+            self.commands.append(Transcribe(None, pcm, self._language(), key, partial=True))
 
-    def _drop_before(self, ms: float) -> None:
-        """Forget buffered audio older than ``ms`` (the prefix padding is all a turn keeps)."""
-        pcm = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
-        cut = max(0, int((ms - self._buffer_start_ms) * RATE / 1000))
-        self._audio = [pcm[cut:]]
-        self._buffer_start_ms += cut * 1000 / RATE
-
-    def _turn_audio(self, end_ms: float | None) -> tuple[np.ndarray, tuple[float, float]]:
-        """The buffered audio a commit at ``end_ms`` (None: everything) takes, and its key."""
-        pcm = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
-        if end_ms is not None:
-            pcm = pcm[:max(0, int((end_ms - self._buffer_start_ms + TAIL_MS) * RATE / 1000))]
-        return pcm, (self._buffer_start_ms, self._buffer_start_ms + len(pcm) * 1000 / RATE)
+    def _on_turn(self, event: TurnEvent, audio_ms: int) -> None:
+        td = self._turn_detection() or {}
+        if event is TurnEvent.PAUSED:
+            self._transcribed_until_ms = self._buffer.end_ms
+            pcm, key = self._buffer.audio(audio_ms + TAIL_MS)
+            draft = self._respond_command("draft") if td.get("create_response", True) else None
+            self.commands.append(Transcribe(None, pcm, self._language(), key, draft))
+        elif event is TurnEvent.RESUMED:
+            self.commands.append(DropEarly())
+        elif event is TurnEvent.STARTED:
+            self._speech_item = new_id("item")
+            self._transcribed_until_ms = self._buffer.end_ms
+            self._send("input_audio_buffer.speech_started", audio_start_ms=audio_ms, item_id=self._speech_item)
+            self._buffer.drop_before(audio_ms)
+            if self.response is not None and td.get("interrupt_response", True):
+                self.cancel_response()
+        else:
+            item_id = self._speech_item or new_id("item")
+            self._send("input_audio_buffer.speech_stopped", audio_end_ms=audio_ms, item_id=item_id)
+            self._commit(item_id, end_ms=audio_ms)
+            if td.get("create_response", True):
+                self._start_response()
 
     def _language(self) -> str | None:
         transcription = self.session["audio"]["input"].get("transcription") or {}
         return transcription.get("language")
 
     def _commit(self, item_id: str, end_ms: float | None = None, event_id: str | None = None) -> bool:
-        pcm, key = self._turn_audio(end_ms)
+        pcm, key = self._buffer.audio(None if end_ms is None else end_ms + TAIL_MS)
         if len(pcm) * 1000 / RATE < MIN_COMMIT_MS:
             self._error(f"Error committing input audio buffer: buffer too small. Expected at least "
                         f"{MIN_COMMIT_MS}ms of audio, but buffer only has {len(pcm) * 1000 // RATE}ms.",
                         "input_audio_buffer_commit_empty", event_id)
             return False
-        self._audio = []
-        self._buffer_start_ms = self._stream_ms
+        self._buffer.clear()
+        self._overflow_reported = False
         item = Item(item_id, "user", "input_audio")
         previous = self.dialogue.add(item)
         self._send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
@@ -180,8 +209,8 @@ class EngineSession:
         self._commit(new_id("item"), event_id=event.get("event_id"))
 
     def _input_audio_buffer_clear(self, event: Event) -> None:
-        self._audio = []
-        self._buffer_start_ms = self._stream_ms
+        self._buffer.clear()
+        self._overflow_reported = False
         if self._detector is not None:
             self._detector.reset()
         self._send("input_audio_buffer.cleared")
@@ -197,21 +226,43 @@ class EngineSession:
 
     # --- items -------------------------------------------------------------------------------
 
-    def _conversation_item_create(self, event: Event) -> None:
-        spec = event["item"]
+    def _item_from_spec(self, spec: dict[str, Any], event_id: str | None) -> Item | None:
+        kind = spec.get("type", "message")
+        item_id = spec.get("id") or new_id("item")
+        if kind == "function_call_output":
+            if not isinstance(spec.get("call_id"), str) or not spec["call_id"]:
+                self._error("A function_call_output item needs the 'call_id' of the call it answers.",
+                            "invalid_value", event_id, "item.call_id")
+                return None
+            return Item(item_id, "tool", "function_call_output", str(spec.get("output") or ""),
+                        type="function_call_output", call_id=spec["call_id"])
+        if kind == "function_call":
+            if not isinstance(spec.get("name"), str) or not spec["name"]:
+                self._error("A function_call item needs a 'name'.", "invalid_value", event_id, "item.name")
+                return None
+            return Item(item_id, "assistant", "function_call", type="function_call", name=spec["name"],
+                        call_id=str(spec.get("call_id") or new_id("call")), arguments=str(spec.get("arguments") or "{}"))
         role = spec.get("role")
-        if spec.get("type", "message") != "message" or role not in ("user", "assistant", "system"):
-            self._error("Only message items with role user, assistant or system are supported.",
-                        "invalid_value", event.get("event_id"), "item")
-            return
+        if kind != "message" or role not in ("user", "assistant", "system"):
+            self._error("Only message items (role user, assistant or system), function_call and "
+                        "function_call_output items are supported.", "invalid_value", event_id, "item")
+            return None
         parts = spec.get("content") or []
         text = " ".join(str(p.get("text") or p.get("transcript") or "") for p in parts).strip()
-        kind = {"user": "input_text", "system": "input_text", "assistant": "output_text"}[role]
-        item = Item(spec.get("id") or new_id("item"), role, kind, text)
+        content_type = {"user": "input_text", "system": "input_text", "assistant": "output_text"}[role]
+        return Item(item_id, role, content_type, text)
+
+    def _conversation_item_create(self, event: Event) -> None:
+        spec = event["item"]
+        if not isinstance(spec, dict):
+            raise ValueError("'item' must be an object")
         previous_id = event.get("previous_item_id")
         if previous_id is not None and previous_id not in self.dialogue:
             self._error(f"previous_item_id '{previous_id}' does not exist.", "item_not_found",
                         event.get("event_id"), "previous_item_id")
+            return
+        item = self._item_from_spec(spec, event.get("event_id"))
+        if item is None:
             return
         previous = self.dialogue.add(item, previous_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
@@ -261,58 +312,102 @@ class EngineSession:
             raise ValueError("'response' must be an object")
         self._start_response(options)
 
-    def _start_response(self, options: dict[str, Any] | None = None) -> None:
-        """Open a response; ``options`` (from response.create) override the session's settings."""
-        if self.response is not None:
-            return
+    def _respond_command(self, response_id: str, options: dict[str, Any] | None = None) -> Respond:
+        """The work a response asks for; ``options`` (from response.create) override the session."""
         settings = merge_session(self.session, options or {})
         audio = "audio" in (settings.get("output_modalities") or ["audio"])
         output = (settings.get("audio") or {}).get("output") or {}
         max_tokens = settings.get("max_output_tokens")
-        response_id = new_id("resp")
-        item = Item(new_id("item"), "assistant", "output_audio" if audio else "output_text", "", "in_progress")
-        self.response = _Response(response_id, item)
-        self._send("response.created", response={"id": response_id, "object": "realtime.response",
-                                                 "status": "in_progress", "output": []})
-        previous = self.dialogue.add(item)
-        self._send("response.output_item.added", response_id=response_id, output_index=0, item=item.to_json())
-        self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        self._send("response.content_part.added", response_id=response_id, item_id=item.id, output_index=0,
-                   content_index=0, part=part)
         instructions = (options or {}).get("instructions")
-        self.commands.append(Respond(response_id, f"{instructions}\n{SPOKEN_STYLE}" if instructions
-                                     else self.instructions(), audio, output.get("voice"),
-                                     float(output.get("speed") or 1.0),
-                                     max_tokens if isinstance(max_tokens, int) else None))
+        return Respond(response_id, f"{instructions}\n{SPOKEN_STYLE}" if instructions else self.instructions(), audio,
+                       output.get("voice"), float(output.get("speed") or 1.0),
+                       max_tokens if isinstance(max_tokens, int) else None,
+                       function_tools(settings.get("tools")), _tool_choice(settings.get("tool_choice", "auto")))
 
-    def _ids(self) -> dict[str, Any]:
-        assert self.response is not None
-        return {"response_id": self.response.id, "item_id": self.response.item.id, "output_index": 0,
+    def _start_response(self, options: dict[str, Any] | None = None) -> None:
+        if self.response is not None:
+            return
+        command = self._respond_command(new_id("resp"), options)
+        self.response = _Response(command.response_id, command.audio)
+        self._send("response.created", response={"id": command.response_id, "object": "realtime.response",
+                                                 "status": "in_progress", "output": []})
+        self.commands.append(command)
+
+    def _open_message(self, response: _Response) -> Item:
+        if response.message is not None:
+            return response.message
+        item = Item(new_id("item"), "assistant", "output_audio" if response.audio else "output_text", "",
+                    "in_progress")
+        response.message = item
+        self._add_output(response, item)
+        part = {"type": "audio", "transcript": ""} if response.audio else {"type": "text", "text": ""}
+        self._send("response.content_part.added", **self._ids(response, item), part=part)
+        return item
+
+    def _add_output(self, response: _Response, item: Item) -> None:
+        previous = self.dialogue.add(item)
+        response.output.append(item)
+        self._send("response.output_item.added", response_id=response.id, output_index=len(response.output) - 1,
+                   item=item.to_json())
+        self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
+
+    @staticmethod
+    def _ids(response: _Response, item: Item) -> dict[str, Any]:
+        return {"response_id": response.id, "item_id": item.id, "output_index": response.output.index(item),
                 "content_index": 0}
 
-    def response_piece(self, response_id: str, text: str, pcm: np.ndarray | None) -> None:
-        """The runner finished one piece: its text, and its audio unless the response is text-only."""
+    def _current(self, response_id: str) -> _Response | None:
         response = self.response
-        if response is None or response.id != response_id:
+        return response if response is not None and response.id == response_id else None
+
+    def response_piece(self, response_id: str, text: str, pcm: np.ndarray | None, llm_text: str | None = None) -> None:
+        """The runner finished one piece: its text, and its audio unless the response is text-only.
+        ``llm_text``: the reply so far exactly as the LLM wrote it (kept for its prompt cache)."""
+        response = self._current(response_id)
+        if response is None:
             return  # cancelled meanwhile: nothing more of it may reach the client
-        item = response.item
+        item = self._open_message(response)
         spoken = (" " if response.transcript else "") + text
         response.transcript.append(text)
         item.text = " ".join(response.transcript)
+        item.llm_text = llm_text
         if pcm is None:
-            self._send("response.output_text.delta", **self._ids(), delta=spoken)
+            self._send("response.output_text.delta", **self._ids(response, item), delta=spoken)
             return
         item.pieces.append(Piece(text, len(pcm)))
-        self._send("response.output_audio_transcript.delta", **self._ids(), delta=spoken)
+        self._send("response.output_audio_transcript.delta", **self._ids(response, item), delta=spoken)
         for start in range(0, len(pcm), RATE // 5):  # 200 ms deltas
             chunk = pcm[start:start + RATE // 5]
-            self._send("response.output_audio.delta", **self._ids(),
+            self._send("response.output_audio.delta", **self._ids(response, item),
                        delta=base64.b64encode(chunk.tobytes()).decode("ascii"))
 
-    def response_finished(self, response_id: str) -> None:
-        if self.response is not None and self.response.id == response_id:
-            self._finish("completed")
+    def response_function_call(self, response_id: str, name: str, arguments: str) -> None:
+        """The model called ``name``: its item, its arguments, done; the client answers with a
+        ``function_call_output`` item and ``response.create``."""
+        response = self._current(response_id)
+        if response is None:
+            return
+        self._close_message(response, "completed")
+        item = Item(new_id("item"), "assistant", "function_call", status="in_progress", type="function_call",
+                    name=name, call_id=new_id("call"))
+        self._add_output(response, item)
+        ids = {"response_id": response.id, "item_id": item.id, "output_index": response.output.index(item),
+               "call_id": item.call_id}
+        self._send("response.function_call_arguments.delta", **ids, delta=arguments)
+        self._send("response.function_call_arguments.done", **ids, name=name, arguments=arguments)
+        item.arguments, item.status = arguments, "completed"
+        self._send("response.output_item.done", response_id=response.id, output_index=ids["output_index"],
+                   item=item.to_json())
+        self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
+
+    def response_finished(self, response_id: str, llm_text: str | None = None) -> None:
+        """The reply is complete; ``llm_text``: all of it as the LLM wrote it."""
+        response = self._current(response_id)
+        if response is None:
+            return
+        if response.message is not None and not any(item.type == "function_call" for item in response.output):
+            response.message.llm_text = llm_text
+        self._finish("completed")
 
     def cancel_response(self, event_id: str | None = None) -> None:
         if self.response is None:
@@ -324,13 +419,12 @@ class EngineSession:
     def _response_cancel(self, event: Event) -> None:
         self.cancel_response(event.get("event_id"))
 
-    def _finish(self, status: str) -> None:
-        response = self.response
-        assert response is not None
-        self.response = None
-        item = response.item
+    def _close_message(self, response: _Response, status: str) -> None:
+        item, response.message = response.message, None
+        if item is None:
+            return
         item.status = "completed" if status == "completed" else "incomplete"
-        ids = {"response_id": response.id, "item_id": item.id, "output_index": 0, "content_index": 0}
+        ids = self._ids(response, item)
         text = item.text or ""
         if item.content_type == "output_audio":
             self._send("response.output_audio.done", **ids)
@@ -340,10 +434,17 @@ class EngineSession:
             self._send("response.output_text.done", **ids, text=text)
             part = {"type": "text", "text": text}
         self._send("response.content_part.done", **ids, part=part)
-        self._send("response.output_item.done", response_id=response.id, output_index=0, item=item.to_json())
+        self._send("response.output_item.done", response_id=response.id, output_index=ids["output_index"],
+                   item=item.to_json())
         self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
+
+    def _finish(self, status: str) -> None:
+        response = self.response
+        assert response is not None
+        self.response = None
+        self._close_message(response, status)
         self._send("response.done", response={"id": response.id, "object": "realtime.response", "status": status,
-                                              "output": [item.to_json()]})
+                                              "output": [item.to_json() for item in response.output]})
 
 
 _HANDLERS = {

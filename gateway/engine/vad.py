@@ -30,6 +30,7 @@ TAIL_MS = 100  # audio kept after the last voiced window: Whisper hears the end 
 class TurnEvent(enum.Enum):
     STARTED = "started"
     PAUSED = "paused"  # silence for TAIL_MS: the turn's audio is complete if the silence lasts
+    RESUMED = "resumed"  # speech again after a pause: the turn goes on
     STOPPED = "stopped"
 
 
@@ -66,7 +67,9 @@ class TurnDetector:
             return None
         if probability >= max(0.0, self.threshold - HYSTERESIS):
             self._last_voiced_end = window_end_ms
-            self._paused = False
+            if self._paused:
+                self._paused = False
+                return Turn(TurnEvent.RESUMED, int(window_end_ms))
         elif window_end_ms - self._last_voiced_end >= self.silence_duration_ms:
             self.in_speech = False
             self._paused = False

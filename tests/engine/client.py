@@ -28,8 +28,10 @@ class EngineClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str) -> EngineClient:
-        return cls(await connect(url, max_size=2**24))
+    async def open(cls, url: str, key: str | None, **options: Any) -> EngineClient:
+        """``key``: the engine's ``ENGINE_API_KEY``, sent as the gateway sends it (None: no header)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return cls(await connect(url, max_size=2**24, additional_headers=headers, **options))
 
     async def _read(self) -> None:
         async for message in self.ws:
@@ -83,6 +85,34 @@ class EngineClient:
                   if e["type"] == "response.output_audio.delta" and e["response_id"] == response_id]
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
+    def playout_gaps(self, response_id: str) -> list[float]:
+        """Seconds of silence a listener playing each delta as it arrives would hear between the
+        reply's chunks (audio that arrived after the previous chunk had finished playing)."""
+        gaps, playing_until = [], None
+        for event, arrived in zip(self.events, self.arrivals, strict=True):
+            if event["type"] != "response.output_audio.delta" or event["response_id"] != response_id:
+                continue
+            seconds = len(base64.b64decode(event["delta"])) / 2 / RATE
+            if playing_until is None:
+                playing_until = arrived
+            gaps.append(max(0.0, arrived - playing_until))
+            playing_until = max(playing_until, arrived) + seconds
+        return gaps[1:]
+
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.int16)
+
+
+def longest_quiet(pcm: np.ndarray, rate: int, *, level: int = 300, frame_s: float = 0.02) -> float:
+    """The longest run of quiet ``frame_s`` frames (peak below ``level``) between the first and the
+    last loud frame of ``pcm``, in seconds: a pause a listener hears inside it."""
+    size = int(rate * frame_s)
+    frames = len(pcm) // size
+    if frames == 0:
+        return 0.0
+    loud = np.abs(pcm[:frames * size].reshape(frames, size).astype(np.int32)).max(axis=1) >= level
+    indices = np.flatnonzero(loud)
+    if len(indices) < 2:
+        return 0.0
+    return float((np.diff(indices).max() - 1) * frame_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from gateway.engine.models import WHISPER_BASE, default_cache_dir, materialize
 from gateway.engine.stt import Transcriber
 from tests.audio_tools import DATA, read_wav
+from tests.conftest import ENGINE_TEST_KEY
 
 from .client import EngineClient, silence
 
@@ -26,7 +28,7 @@ def whisper() -> Transcriber:
 
 @pytest.fixture
 async def client(engine_url: str) -> AsyncIterator[EngineClient]:
-    client = await EngineClient.open(engine_url)
+    client = await EngineClient.open(engine_url, ENGINE_TEST_KEY)
     await client.wait_for("session.created")
     await client.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
         "turn_detection": FAST_VAD, "transcription": {"model": "whisper-1", "language": "pt"}}}}})
@@ -124,7 +126,7 @@ async def test_truncate_shortens_the_stored_item(client: EngineClient) -> None:
 
 
 async def test_two_sessions_do_not_mix(engine_url: str) -> None:
-    first, second = await EngineClient.open(engine_url), await EngineClient.open(engine_url)
+    first, second = await EngineClient.open(engine_url, ENGINE_TEST_KEY), await EngineClient.open(engine_url, ENGINE_TEST_KEY)
     try:
         for client in (first, second):
             await client.wait_for("session.created")
@@ -181,3 +183,38 @@ async def test_manual_commit_without_turn_detection(client: EngineClient) -> Non
     await client.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
     error = await client.wait_for("error", where=lambda e: e["error"]["event_id"] == "evt_empty")
     assert error["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+WEATHER = {"type": "function", "name": "get_weather",
+           "description": "Dá o tempo agora numa cidade: temperatura em graus Celsius e como está o céu.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "a cidade"}},
+                          "required": ["city"]}}
+
+
+async def test_a_function_call_and_a_spoken_answer_that_uses_its_result(client: EngineClient) -> None:
+    """The real model calls the session's tool, the client answers it, the reply speaks the result."""
+    await client.send({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER],
+                                                             "tool_choice": "auto"}})
+    mark = len(client.events)
+    await client.wait_for("session.updated", after=mark)
+    await client.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Como está o tempo agora em Recife?"}]}})
+    await client.send({"type": "response.create"})
+    done = await client.wait_for("response.done", after=mark, timeout=90)
+    calls = [item for item in done["response"]["output"] if item["type"] == "function_call"]
+    assert calls, done["response"]["output"]
+    call = calls[0]
+    assert call["name"] == "get_weather" and "recife" in json.loads(call["arguments"])["city"].lower()
+    arguments = await client.wait_for("response.function_call_arguments.done", after=mark)
+    assert (arguments["call_id"], arguments["item_id"], arguments["arguments"]) == (call["call_id"], call["id"],
+                                                                                     call["arguments"])
+    mark = len(client.events)
+    await client.send({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": call["call_id"],
+        "output": json.dumps({"temperatura_celsius": 31, "ceu": "ensolarado"})}})
+    await client.send({"type": "response.create"})
+    done = await client.wait_for("response.done", after=mark, timeout=90)
+    (message,) = [item for item in done["response"]["output"] if item["type"] == "message"]
+    transcript = message["content"][0]["transcript"].lower()
+    assert "31" in transcript or "trinta e um" in transcript, transcript
+    assert len(client.reply_audio(done["response"]["id"])) > 24000 * 0.5

@@ -6,12 +6,13 @@ pieces) is played by the test, so every protocol rule is checked in milliseconds
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pytest
 
-from gateway.engine.commands import Cancel, Respond, Transcribe
+from gateway.engine.commands import Cancel, DropEarly, Respond, Transcribe
 from gateway.engine.session import EngineSession
 from gateway.engine.vad import TAIL_MS, WINDOW_MS
 from tests.schema import server_event_problem
@@ -94,10 +95,12 @@ def test_a_spoken_turn_gets_the_full_ga_event_sequence() -> None:
     assert started["item_id"] == stopped["item_id"] == driver.one("input_audio_buffer.committed")["item_id"]
     assert driver.kinds()[1:] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                                   "input_audio_buffer.committed", "conversation.item.added",
-                                  "conversation.item.done", "response.created", "response.output_item.added",
-                                  "conversation.item.added", "response.content_part.added"]
+                                  "conversation.item.done", "response.created"]
     early, committed, respond = driver.commands
     assert isinstance(early, Transcribe) and early.item_id is None
+    # The early transcription carries the reply the turn will get if it ends there: the same work.
+    assert early.draft is not None and isinstance(respond, Respond)
+    assert dataclasses.replace(early.draft, response_id=respond.response_id) == respond
     assert isinstance(committed, Transcribe) and committed.item_id == stopped["item_id"]
     assert committed.audio_key == early.audio_key and np.array_equal(committed.pcm, early.pcm)
     # The turn keeps its prefix padding and a short tail after the last voiced window.
@@ -109,8 +112,11 @@ def test_a_spoken_turn_gets_the_full_ga_event_sequence() -> None:
     mark = len(driver.events)
     driver.session.transcribed(committed.item_id, "Qual é a capital do Brasil?", 1.6)
     driver.respond(respond, [("A capital do Brasil", 1.2), ("é Brasília.", 0.8)])
-    assert driver.kinds(mark)[:2] == ["conversation.item.input_audio_transcription.delta",
-                                      "conversation.item.input_audio_transcription.completed"]
+    assert driver.kinds(mark)[:6] == ["conversation.item.input_audio_transcription.delta",
+                                      "conversation.item.input_audio_transcription.completed",
+                                      # the reply's item appears with its first piece
+                                      "response.output_item.added", "conversation.item.added",
+                                      "response.content_part.added", "response.output_audio_transcript.delta"]
     assert driver.kinds(mark).count("response.output_audio.delta") == 10  # 2 s in 200 ms deltas
     assert driver.kinds(mark)[-6:] == ["response.output_audio.done", "response.output_audio_transcript.done",
                                        "response.content_part.done", "response.output_item.done",
@@ -277,3 +283,137 @@ def test_clear_drops_the_buffered_audio() -> None:
     assert driver.events[-1]["type"] == "input_audio_buffer.cleared"
     driver.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
     assert driver.events[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+def test_uncommitted_audio_is_capped_with_one_error() -> None:
+    """``turn_detection: null`` and no commit: the buffer keeps the newest audio, never all of it."""
+    driver = Driver(EngineSession(max_input_ms=2000))
+    driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": None}}}})
+    for _ in range(50):  # 5 s in 100 ms appends
+        driver.audio(100, 0.9)
+        assert driver.session.buffered_ms <= 2000
+    errors = [e["error"] for e in driver.events if e["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == "input_audio_buffer_overflow"
+    driver.send({"type": "input_audio_buffer.commit"})
+    (transcribe,) = [c for c in driver.commands if isinstance(c, Transcribe)]
+    assert len(transcribe.pcm) == 2 * RATE
+    assert transcribe.pcm[-1] == (5 * RATE - 1) % 30000  # the newest audio is what was kept
+    driver.audio(3000, 0.9)  # a new buffer may overflow again, and is told again
+    assert len([e for e in driver.events if e["type"] == "error"]) == 2
+
+
+def test_silence_between_turns_is_not_kept() -> None:
+    driver = Driver()
+    driver.send(fast_vad())
+    for _ in range(600):  # a minute of silence, as the gateway streams it
+        driver.audio(100, 0.05)
+    assert driver.session.buffered_ms <= 1000
+    driver.audio(1500, 0.9)
+    driver.audio(600, 0.05)
+    started = driver.one("input_audio_buffer.speech_started")
+    assert 60_000 - 100 - WINDOW_MS <= started["audio_start_ms"] <= 60_000 - 100
+    committed = [c for c in driver.commands if isinstance(c, Transcribe) and c.item_id][0]
+    assert committed.pcm[0] == int(started["audio_start_ms"] * RATE / 1000) % 30000  # prefix padding kept
+
+
+def test_speech_after_a_pause_drops_the_early_work() -> None:
+    driver = Driver()
+    driver.send(fast_vad(silence_duration_ms=500))
+    driver.audio(300, 0.05)
+    driver.audio(800, 0.9)
+    driver.audio(250, 0.05)  # paused: early transcription (with its draft reply)
+    assert [type(c) for c in driver.commands] == [Transcribe]
+    driver.audio(500, 0.9)  # the user goes on
+    assert [type(c) for c in driver.commands] == [Transcribe, DropEarly]
+    driver.audio(700, 0.05)
+    assert [type(c) for c in driver.commands] == [Transcribe, DropEarly, Transcribe, Transcribe, Respond]
+
+
+def test_a_reply_cancelled_before_it_said_anything_has_no_output() -> None:
+    driver = Driver()
+    driver.send(fast_vad())
+    spoken_turn(driver)
+    respond = driver.commands[-1]
+    driver.audio(400, 0.9)  # barge-in before the first piece
+    done = driver.one("response.done")["response"]
+    assert done["status"] == "cancelled" and done["output"] == []
+    assert "response.output_item.added" not in driver.kinds()
+    assert driver.commands[-1] == Cancel(respond.response_id)
+
+
+WEATHER = {"type": "function", "name": "get_weather", "description": "Tempo agora numa cidade.",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_a_function_call_and_its_output_in_ga_shapes() -> None:
+    driver = Driver()
+    driver.send({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER], "tool_choice": "auto"}})
+    driver.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Como está o tempo em Recife?"}]}})
+    driver.send({"type": "response.create"})
+    respond = driver.commands[-1]
+    assert isinstance(respond, Respond) and respond.tools == (WEATHER,) and respond.tool_choice == "auto"
+    mark = len(driver.events)
+    driver.session.response_function_call(respond.response_id, "get_weather", '{"city": "Recife"}')
+    driver.session.response_finished(respond.response_id, '<tool_call>\n{"name": "get_weather"}\n</tool_call>')
+    driver._drain()
+    assert driver.kinds(mark) == ["response.output_item.added", "conversation.item.added",
+                                  "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                                  "response.output_item.done", "conversation.item.done", "response.done"]
+    added = driver.events[mark]["item"]
+    arguments = driver.one("response.function_call_arguments.done")
+    assert added["type"] == "function_call" and added["status"] == "in_progress" and added["name"] == "get_weather"
+    assert arguments["call_id"] == added["call_id"] and arguments["item_id"] == added["id"]
+    assert arguments["arguments"] == '{"city": "Recife"}' and arguments["name"] == "get_weather"
+    done = driver.one("response.done")["response"]
+    assert done["status"] == "completed"
+    assert [(i["type"], i["status"], i["call_id"]) for i in done["output"]] == [
+        ("function_call", "completed", added["call_id"])]
+    # The client runs the function and asks for the spoken answer.
+    driver.send({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": added["call_id"], "output": '{"temp_c": 31, "sky": "sol"}'}})
+    assert driver.events[-1]["item"]["type"] == "function_call_output"
+    driver.send({"type": "response.create"})
+    answer = driver.commands[-1]
+    messages = driver.session.dialogue.messages(answer.instructions)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
+    assert messages[2]["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Recife"}}]
+    assert messages[3]["content"] == '{"temp_c": 31, "sky": "sol"}'
+    driver.respond(answer, [("Em Recife faz 31 graus e sol.", 2.0)])
+    assert [e["response"]["status"] for e in driver.events if e["type"] == "response.done"] == ["completed"] * 2
+
+
+def test_function_call_output_needs_its_call_id() -> None:
+    driver = Driver()
+    driver.send({"type": "conversation.item.create", "event_id": "evt_out", "item": {
+        "type": "function_call_output", "output": "42"}})
+    error = driver.events[-1]["error"]
+    assert error["event_id"] == "evt_out" and error["param"] == "item.call_id"
+
+
+def test_tool_choice_reaches_the_runner() -> None:
+    driver = Driver()
+    driver.send({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER, {"type": "mcp", "server_label": "docs"}],
+                                                       "tool_choice": {"type": "function", "name": "get_weather"}}})
+    driver.send({"type": "response.create"})
+    respond = driver.commands[-1]
+    assert respond.tools == (WEATHER,) and respond.tool_choice == "get_weather"
+    driver.send({"type": "response.cancel"})
+    driver.send({"type": "response.create", "response": {"tool_choice": "none"}})
+    assert driver.commands[-1].tool_choice == "none"
+
+
+def test_a_long_turn_is_read_ahead_while_the_user_talks() -> None:
+    driver = Driver()
+    driver.send(fast_vad())
+    driver.audio(500, 0.05)
+    for _ in range(40):  # 4 s of speech as 100 ms appends
+        driver.audio(100, 0.9)
+    partial = [c for c in driver.commands if isinstance(c, Transcribe) and c.partial]
+    assert len(partial) == 3 and all(c.item_id is None and c.draft is None for c in partial)
+    assert [len(c.pcm) for c in partial] == sorted(len(c.pcm) for c in partial)  # the words so far, growing
+    assert driver.kinds()[1:] == ["input_audio_buffer.speech_started"]  # nothing the client sees
+    driver.audio(600, 0.05)
+    committed = [c for c in driver.commands if isinstance(c, Transcribe) and c.item_id][0]
+    assert all(c.audio_key != committed.audio_key for c in partial)  # never taken for the turn's text

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gateway.media.resample import Upsampler
-from tests.conftest import free_port, gateway_config, start_gateway
+from tests.conftest import ENGINE_TEST_KEY, free_port, gateway_config, start_gateway
 from tests.peers import ClientPeer
 
 from .client import silence
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_the_conversation_survives_the_engines_session_cap() -> None:
     port = free_port()
     engine = subprocess.Popen([sys.executable, "-m", "gateway.engine", "--port", str(port), "--session-max", "20"],
-                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_API_KEY": ENGINE_TEST_KEY})
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -38,7 +38,7 @@ async def test_the_conversation_survives_the_engines_session_cap() -> None:
                 assert engine.poll() is None and time.monotonic() < deadline
                 time.sleep(0.3)
         gateway, runner = await start_gateway(gateway_config(
-            upstream_url=f"ws://127.0.0.1:{port}/v1/realtime", openai_api_key=None, upstream_session_max_s=8))
+            upstream="local", engine_port=port, openai_api_key=None, upstream_session_max_s=8))
         peer = ClientPeer(gateway.url)
         try:
             await peer.connect()

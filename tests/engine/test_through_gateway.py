@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from urllib.parse import urlsplit
+
 import numpy as np
 import pytest
 
@@ -16,7 +20,8 @@ pytestmark = pytest.mark.engine
 
 
 async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
-    gateway, runner = await start_gateway(gateway_config(upstream_url=engine_url, openai_api_key=None))
+    gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
+                                                         openai_api_key=None))
     peer = ClientPeer(gateway.url)
     try:
         await peer.connect()
@@ -31,6 +36,53 @@ async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
         assert transcript["response_id"] == started["response_id"] and transcript["transcript"].strip()
         reply = peer.heard_between(end_of_speech)
         assert np.sqrt(np.mean(reply.astype(float) ** 2)) > 300
+    finally:
+        await peer.close()
+        await runner.cleanup()
+
+
+class TimedPeer(ClientPeer):
+    """Also notes when each data-channel event arrived."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.arrivals: list[float] = []
+
+    def _on_message(self, message: str) -> None:
+        self.arrivals.append(time.monotonic())
+        super()._on_message(message)
+
+
+async def test_barge_in_silences_a_flowing_reply_at_once(engine_url: str) -> None:
+    """The engine sends a reply's audio ahead of playout now; talking over it still cuts it at
+    once (the gateway flushes what was queued; at the gateway the cut takes one 20 ms frame)."""
+    gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
+                                                         openai_api_key=None))
+    peer = TimedPeer(gateway.url)
+    try:
+        await peer.connect()
+        await peer.channel_open()
+        await peer.wait_for("session.created", timeout=20)
+        peer.mic.say(Upsampler().process(np.concatenate((silence(0.3), wav("pt_br_historia")))))
+        await peer.wait_for("output_audio_buffer.started", timeout=90)
+        mark = len(peer.events)
+        await asyncio.sleep(0.6)  # the reply is playing
+        peer.mic.say(Upsampler().process(wav("pt_br_capital_brasil")))
+        started = await peer.wait_for("input_audio_buffer.speech_started", after=mark, timeout=20)
+        heard_at = peer.arrivals[peer.events.index(started)]
+        assert np.abs(peer.heard_between(heard_at - 0.5, heard_at)).max() > 1000  # it was speaking up to then
+        await asyncio.sleep(1.2)
+        # Frames the gateway sent before its flush still arrive (loopback, the client's receive
+        # queue; bursty on a busy machine): some tens of ms. After that, silence — although the
+        # engine had queued seconds of the reply ahead of playout.
+        loud = [when - heard_at for when, frame in peer.heard
+                if heard_at <= when <= heard_at + 1.0 and np.abs(frame).max() >= 300]
+        assert len(loud) <= 8 and max(loud, default=0.0) < 0.15, loud
+        after = peer.heard_between(heard_at + 0.15, heard_at + 1.0)
+        assert len(after) > 48000 * 0.7 and np.abs(after).max() < 300
+        cleared = [e for e in peer.events[mark:] if e["type"] in ("output_audio_buffer.cleared",
+                                                                  "output_audio_buffer.stopped")]
+        assert cleared
     finally:
         await peer.close()
         await runner.cleanup()
