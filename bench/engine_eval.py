@@ -138,16 +138,6 @@ def synthesize(text: str, voice: str, cache: Path) -> np.ndarray:
         return np.frombuffer(stored.readframes(stored.getnframes()), np.int16)
 
 
-async def paced(client: EngineClient, pcm: np.ndarray) -> float:
-    start = time.monotonic()
-    for index, offset in enumerate(range(0, len(pcm), 480)):
-        delay = start + index * 0.02 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await client.append(pcm[offset:offset + 480])
-    return time.monotonic()
-
-
 async def ask(port: int, key: str, question: np.ndarray) -> dict[str, Any]:
     client = await EngineClient.open(f"ws://127.0.0.1:{port}/v1/realtime", key)
     try:
@@ -156,9 +146,9 @@ async def ask(port: int, key: str, question: np.ndarray) -> dict[str, Any]:
             "turn_detection": VAD_PRESETS["fast"].to_session(),
             "transcription": {"model": "whisper-1", "language": "pt"}}}}})
         await client.wait_for("session.updated")
-        await paced(client, silence(0.4))
-        end_of_speech = await paced(client, question)
-        feeder = asyncio.create_task(paced(client, silence(40)))
+        await client.paced(silence(0.4))
+        end_of_speech = await client.paced(question)
+        feeder = asyncio.create_task(client.paced(silence(40)))
         try:
             heard = await client.wait_for("conversation.item.input_audio_transcription.completed", timeout=60)
             first = await client.wait_for("response.output_audio.delta", timeout=90)

@@ -103,17 +103,6 @@ def engine_timings(log: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str,
     return [t for t in lines if "stt_ms" in t], {t["response_id"]: t for t in lines if "response_id" in t}
 
 
-async def paced(client: EngineClient, pcm: np.ndarray) -> float:
-    """Send ``pcm`` as 20 ms appends on a real-time clock; returns when the last one left."""
-    start = time.monotonic()
-    for index, offset in enumerate(range(0, len(pcm), 480)):
-        delay = start + index * 0.02 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await client.append(pcm[offset:offset + 480])
-    return time.monotonic()
-
-
 async def direct_turns(port: int, key: str, preset: str, questions: list[np.ndarray]) -> list[dict[str, Any]]:
     client = await EngineClient.open(f"ws://127.0.0.1:{port}/v1/realtime", key)
     await client.wait_for("session.created")
@@ -123,9 +112,9 @@ async def direct_turns(port: int, key: str, preset: str, questions: list[np.ndar
     results = []
     for pcm in questions:
         mark = len(client.events)
-        await paced(client, silence(0.4))
-        end_of_speech = await paced(client, pcm)
-        feeder = asyncio.create_task(paced(client, silence(30)))
+        await client.paced(silence(0.4))
+        end_of_speech = await client.paced(pcm)
+        feeder = asyncio.create_task(client.paced(silence(30)))
         try:
             stopped = await client.wait_for("input_audio_buffer.speech_stopped", after=mark)
             first = await client.wait_for("response.output_audio.delta", after=mark, timeout=60)

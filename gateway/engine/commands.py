@@ -37,6 +37,7 @@ class Transcribe:
     audio_key: tuple[float, float]
     draft: Respond | None = None
     partial: bool = False  # the user is still talking: only to let the LLM read the words so far
+    prompt: str | None = None  # the session's transcription prompt (None: the engine's generic context)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import LLMS, default_cache_dir
+from .stt import DEFAULT_CONTEXT as DEFAULT_STT_CONTEXT
 
 
 class EngineConfigError(ValueError):
@@ -43,6 +44,8 @@ class EngineConfig:
     max_input_s: float = 30.0  # input audio kept uncommitted (Whisper hears 30 s at most)
     warm_up: bool = True  # run every model once before /healthz says ready
     speculate: bool = True  # start the reply on the early transcript of a paused turn
+    # Whisper's previous-text context for Portuguese turns (stt.py); "none": no context.
+    stt_context: str = DEFAULT_STT_CONTEXT
 
     def __post_init__(self) -> None:
         if self.llm not in LLMS:
@@ -107,6 +110,8 @@ _FLAGS = (
     ("--warm-up", "ENGINE_WARM_UP", "warm_up", _bool, "run every model once before reporting ready (default on)"),
     ("--speculate", "ENGINE_SPECULATE", "speculate", _bool,
      "start writing and speaking the reply on the early transcript of a paused turn (default on)"),
+    ("--stt-context", "ENGINE_STT_CONTEXT", "stt_context", str,
+     "generic text Whisper takes as what came before a Portuguese turn ('none': no context)"),
 )
 # Environment only: a secret on the command line is visible to every user of the machine.
 API_KEY_ENV = "ENGINE_API_KEY"

@@ -56,7 +56,7 @@ class Models:
             raise ModelError("espeak-ng is not installed: it gives the TTS its pt-BR phonemes "
                              "(apt-get install espeak-ng, or run scripts/setup_engine.sh)")
         choice = choose_models(config)
-        transcriber = Transcriber(choice.whisper_dir, config.threads)
+        transcriber = Transcriber(choice.whisper_dir, config.threads, config.stt_context)
         generator = ReplyGenerator(choice.llm_file, config.threads, config.context_tokens)
         voice: KokoroVoice | EspeakVoice = (
             KokoroVoice(choice.kokoro, config.kokoro_voice, config.threads) if choice.kokoro else EspeakVoice())

@@ -1,12 +1,11 @@
 """One Realtime session of the local engine, without I/O.
 
 Client events and VAD scores go in; server events (``outbox``) and work orders (``commands``:
-transcribe this turn, generate that response, stop it) come out. The runner in ``server.py``
+transcribe this turn, generate that response, stop it) come out. The runner (``session_runner.py``)
 executes the work with the models and reports back through ``transcribed``,
 ``response_piece``, ``response_function_call`` and ``response_finished``, so every event the
-client sees is built here, in protocol order. A response's output items appear when their
-content does: the spoken message with its first piece, a ``function_call`` item when the model
-calls a function (so a response that only calls a function has only that item, as OpenAI's).
+client sees is built here (a response's own events by :class:`~.response_output.ResponseOutput`),
+in protocol order.
 
 Audio is bounded: between turns only the prefix padding is kept, and the uncommitted buffer
 never holds more than ``max_input_ms`` (the oldest audio goes, with one ``error``).
@@ -14,8 +13,6 @@ never holds more than ``max_input_ms`` (the oldest audio goes, with one ``error`
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,26 +20,19 @@ import numpy as np
 from ..core.audio_format import UPSTREAM_RATE as RATE
 from ..core.events import Event, error_event, new_id, server_event
 from ..core.policy import merge_session
+from .client_items import ItemRefused, item_from_spec
 from .commands import Cancel, Command, DropEarly, Respond, Transcribe
-from .dialogue import Dialogue, Item, Piece
+from .dialogue import Dialogue, Item
 from .input_buffer import InputAudioBuffer
 from .llm import SPOKEN_STYLE
 from .prompt import function_tools
+from .response_output import ActiveResponse, ResponseOutput
 from .vad import TAIL_MS, TurnDetector, TurnEvent, detector_for
 
 MIN_COMMIT_MS = 100
 IDLE_KEEP_MS = 600  # between turns: enough for any prefix padding plus the VAD's lag
 PARTIAL_EVERY_MS = 1200  # while the user talks, the words so far are transcribed this often
 DEFAULT_INSTRUCTIONS = "Você é um assistente de voz prestativo."
-
-
-@dataclass
-class _Response:
-    id: str
-    audio: bool
-    output: list[Item] = field(default_factory=list)
-    message: Item | None = None  # the open message item, once the reply has said something
-    transcript: list[str] = field(default_factory=list)
 
 
 def default_session(instructions: str = DEFAULT_INSTRUCTIONS) -> dict[str, Any]:
@@ -78,8 +68,13 @@ class EngineSession:
         self._detector: TurnDetector | None = None
         self._speech_item: str | None = None
         self._transcribed_until_ms = 0.0  # stream position of the last early or partial transcription
-        self.response: _Response | None = None
+        self._output = ResponseOutput(self.dialogue, self._send)
         self._configure_vad()
+
+    @property
+    def response(self) -> ActiveResponse | None:
+        """The response in progress, if any."""
+        return self._output.current
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -159,7 +154,7 @@ class EngineSession:
             # A long turn: its words so far, so the LLM can read them before the turn ends.
             self._transcribed_until_ms = self._buffer.end_ms
             pcm, key = self._buffer.audio()
-            self.commands.append(Transcribe(None, pcm, self._language(), key, partial=True))
+            self.commands.append(self._transcribe(None, pcm, key, partial=True))
 
     def _on_turn(self, event: TurnEvent, audio_ms: int) -> None:
         td = self._turn_detection() or {}
@@ -167,7 +162,7 @@ class EngineSession:
             self._transcribed_until_ms = self._buffer.end_ms
             pcm, key = self._buffer.audio(audio_ms + TAIL_MS)
             draft = self._respond_command("draft") if td.get("create_response", True) else None
-            self.commands.append(Transcribe(None, pcm, self._language(), key, draft))
+            self.commands.append(self._transcribe(None, pcm, key, draft))
         elif event is TurnEvent.RESUMED:
             self.commands.append(DropEarly())
         elif event is TurnEvent.STARTED:
@@ -184,9 +179,13 @@ class EngineSession:
             if td.get("create_response", True):
                 self._start_response()
 
-    def _language(self) -> str | None:
+    def _transcribe(self, item_id: str | None, pcm: np.ndarray, key: tuple[float, float], draft: Respond | None = None,
+                    partial: bool = False) -> Transcribe:
+        """A transcription order with the session's ``transcription`` language and prompt."""
         transcription = self.session["audio"]["input"].get("transcription") or {}
-        return transcription.get("language")
+        prompt = transcription.get("prompt")
+        return Transcribe(item_id, pcm, transcription.get("language"), key, draft, partial,
+                          prompt if isinstance(prompt, str) and prompt.strip() else None)
 
     def _commit(self, item_id: str, end_ms: float | None = None, event_id: str | None = None) -> bool:
         pcm, key = self._buffer.audio(None if end_ms is None else end_ms + TAIL_MS)
@@ -202,7 +201,7 @@ class EngineSession:
         self._send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
         self._send("conversation.item.done", previous_item_id=previous, item=item.to_json())
-        self.commands.append(Transcribe(item_id, pcm, self._language(), key))
+        self.commands.append(self._transcribe(item_id, pcm, key))
         return True
 
     def _input_audio_buffer_commit(self, event: Event) -> None:
@@ -226,32 +225,6 @@ class EngineSession:
 
     # --- items -------------------------------------------------------------------------------
 
-    def _item_from_spec(self, spec: dict[str, Any], event_id: str | None) -> Item | None:
-        kind = spec.get("type", "message")
-        item_id = spec.get("id") or new_id("item")
-        if kind == "function_call_output":
-            if not isinstance(spec.get("call_id"), str) or not spec["call_id"]:
-                self._error("A function_call_output item needs the 'call_id' of the call it answers.",
-                            "invalid_value", event_id, "item.call_id")
-                return None
-            return Item(item_id, "tool", "function_call_output", str(spec.get("output") or ""),
-                        type="function_call_output", call_id=spec["call_id"])
-        if kind == "function_call":
-            if not isinstance(spec.get("name"), str) or not spec["name"]:
-                self._error("A function_call item needs a 'name'.", "invalid_value", event_id, "item.name")
-                return None
-            return Item(item_id, "assistant", "function_call", type="function_call", name=spec["name"],
-                        call_id=str(spec.get("call_id") or new_id("call")), arguments=str(spec.get("arguments") or "{}"))
-        role = spec.get("role")
-        if kind != "message" or role not in ("user", "assistant", "system"):
-            self._error("Only message items (role user, assistant or system), function_call and "
-                        "function_call_output items are supported.", "invalid_value", event_id, "item")
-            return None
-        parts = spec.get("content") or []
-        text = " ".join(str(p.get("text") or p.get("transcript") or "") for p in parts).strip()
-        content_type = {"user": "input_text", "system": "input_text", "assistant": "output_text"}[role]
-        return Item(item_id, role, content_type, text)
-
     def _conversation_item_create(self, event: Event) -> None:
         spec = event["item"]
         if not isinstance(spec, dict):
@@ -261,8 +234,10 @@ class EngineSession:
             self._error(f"previous_item_id '{previous_id}' does not exist.", "item_not_found",
                         event.get("event_id"), "previous_item_id")
             return
-        item = self._item_from_spec(spec, event.get("event_id"))
-        if item is None:
+        try:
+            item = item_from_spec(spec)
+        except ItemRefused as refused:
+            self._error(str(refused), "invalid_value", event.get("event_id"), refused.param)
             return
         previous = self.dialogue.add(item, previous_id)
         self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
@@ -328,123 +303,32 @@ class EngineSession:
         if self.response is not None:
             return
         command = self._respond_command(new_id("resp"), options)
-        self.response = _Response(command.response_id, command.audio)
-        self._send("response.created", response={"id": command.response_id, "object": "realtime.response",
-                                                 "status": "in_progress", "output": []})
+        self._output.start(command.response_id, command.audio)
         self.commands.append(command)
-
-    def _open_message(self, response: _Response) -> Item:
-        if response.message is not None:
-            return response.message
-        item = Item(new_id("item"), "assistant", "output_audio" if response.audio else "output_text", "",
-                    "in_progress")
-        response.message = item
-        self._add_output(response, item)
-        part = {"type": "audio", "transcript": ""} if response.audio else {"type": "text", "text": ""}
-        self._send("response.content_part.added", **self._ids(response, item), part=part)
-        return item
-
-    def _add_output(self, response: _Response, item: Item) -> None:
-        previous = self.dialogue.add(item)
-        response.output.append(item)
-        self._send("response.output_item.added", response_id=response.id, output_index=len(response.output) - 1,
-                   item=item.to_json())
-        self._send("conversation.item.added", previous_item_id=previous, item=item.to_json())
-
-    @staticmethod
-    def _ids(response: _Response, item: Item) -> dict[str, Any]:
-        return {"response_id": response.id, "item_id": item.id, "output_index": response.output.index(item),
-                "content_index": 0}
-
-    def _current(self, response_id: str) -> _Response | None:
-        response = self.response
-        return response if response is not None and response.id == response_id else None
 
     def response_piece(self, response_id: str, text: str, pcm: np.ndarray | None, llm_text: str | None = None) -> None:
         """The runner finished one piece: its text, and its audio unless the response is text-only.
         ``llm_text``: the reply so far exactly as the LLM wrote it (kept for its prompt cache)."""
-        response = self._current(response_id)
-        if response is None:
-            return  # cancelled meanwhile: nothing more of it may reach the client
-        item = self._open_message(response)
-        spoken = (" " if response.transcript else "") + text
-        response.transcript.append(text)
-        item.text = " ".join(response.transcript)
-        item.llm_text = llm_text
-        if pcm is None:
-            self._send("response.output_text.delta", **self._ids(response, item), delta=spoken)
-            return
-        item.pieces.append(Piece(text, len(pcm)))
-        self._send("response.output_audio_transcript.delta", **self._ids(response, item), delta=spoken)
-        for start in range(0, len(pcm), RATE // 5):  # 200 ms deltas
-            chunk = pcm[start:start + RATE // 5]
-            self._send("response.output_audio.delta", **self._ids(response, item),
-                       delta=base64.b64encode(chunk.tobytes()).decode("ascii"))
+        self._output.piece(response_id, text, pcm, llm_text)
 
     def response_function_call(self, response_id: str, name: str, arguments: str) -> None:
         """The model called ``name``: its item, its arguments, done; the client answers with a
         ``function_call_output`` item and ``response.create``."""
-        response = self._current(response_id)
-        if response is None:
-            return
-        self._close_message(response, "completed")
-        item = Item(new_id("item"), "assistant", "function_call", status="in_progress", type="function_call",
-                    name=name, call_id=new_id("call"))
-        self._add_output(response, item)
-        ids = {"response_id": response.id, "item_id": item.id, "output_index": response.output.index(item),
-               "call_id": item.call_id}
-        self._send("response.function_call_arguments.delta", **ids, delta=arguments)
-        self._send("response.function_call_arguments.done", **ids, name=name, arguments=arguments)
-        item.arguments, item.status = arguments, "completed"
-        self._send("response.output_item.done", response_id=response.id, output_index=ids["output_index"],
-                   item=item.to_json())
-        self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
+        self._output.function_call(response_id, name, arguments)
 
     def response_finished(self, response_id: str, llm_text: str | None = None) -> None:
         """The reply is complete; ``llm_text``: all of it as the LLM wrote it."""
-        response = self._current(response_id)
-        if response is None:
-            return
-        if response.message is not None and not any(item.type == "function_call" for item in response.output):
-            response.message.llm_text = llm_text
-        self._finish("completed")
+        self._output.finished(response_id, llm_text)
 
     def cancel_response(self, event_id: str | None = None) -> None:
         if self.response is None:
             self._error("Cancellation failed: no active response found", "response_cancel_not_active", event_id)
             return
         self.commands.append(Cancel(self.response.id))
-        self._finish("cancelled")
+        self._output.finish("cancelled")
 
     def _response_cancel(self, event: Event) -> None:
         self.cancel_response(event.get("event_id"))
-
-    def _close_message(self, response: _Response, status: str) -> None:
-        item, response.message = response.message, None
-        if item is None:
-            return
-        item.status = "completed" if status == "completed" else "incomplete"
-        ids = self._ids(response, item)
-        text = item.text or ""
-        if item.content_type == "output_audio":
-            self._send("response.output_audio.done", **ids)
-            self._send("response.output_audio_transcript.done", **ids, transcript=text)
-            part = {"type": "audio", "transcript": text}
-        else:
-            self._send("response.output_text.done", **ids, text=text)
-            part = {"type": "text", "text": text}
-        self._send("response.content_part.done", **ids, part=part)
-        self._send("response.output_item.done", response_id=response.id, output_index=ids["output_index"],
-                   item=item.to_json())
-        self._send("conversation.item.done", previous_item_id=None, item=item.to_json())
-
-    def _finish(self, status: str) -> None:
-        response = self.response
-        assert response is not None
-        self.response = None
-        self._close_message(response, status)
-        self._send("response.done", response={"id": response.id, "object": "realtime.response", "status": status,
-                                              "output": [item.to_json() for item in response.output]})
 
 
 _HANDLERS = {

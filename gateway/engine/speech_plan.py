@@ -149,14 +149,29 @@ class SpeechPlanner:
 
     def _cuts(self) -> list[Boundary]:
         """Where the next piece may end: not before MIN_PIECE_CHARS (a lone "é" or "do" costs a
-        synthesis' whole overhead and is not said right on its own), unless the reply ends there."""
+        synthesis' whole overhead and is not said right on its own), unless a sentence or the reply
+        ends there ("Sim." is an utterance of its own)."""
         text = self._text
-        return [c for c in boundaries(text, self._ended) if c.end <= MAX_PIECE_CHARS
-                and (len(speakable(text[:c.end])) >= MIN_PIECE_CHARS or (self._ended and not speakable(text[c.end:])))]
+        words = self._words()
+        cuts = [c for c in words if len(speakable(text[:c.end])) >= MIN_PIECE_CHARS or c.kind is Cut.SENTENCE
+                or (self._ended and not speakable(text[c.end:]))]
+        # Only short words so far ("Sol é é…"): any of them may end the piece, so the deadline
+        # still holds — a short piece when it is due beats a silence.
+        return cuts or words
+
+    def _words(self) -> list[Boundary]:
+        """Every boundary that ends a speakable piece, however short."""
+        text = self._text
+        return [c for c in boundaries(text, self._ended) if c.end <= MAX_PIECE_CHARS and speakable(text[:c.end])]
 
     def _fitting(self, now: float) -> list[Boundary]:
-        budget = self.budget_s(now)
-        return [c for c in self._cuts() if self.cost.synthesis_s(self._text[:c.end]) <= budget]
+        """The cuts whose synthesis ends in time; when none does, the short ones that would and
+        still play long enough to cover the next one (a few words now rather than a sentence late;
+        a lone "A" would only move the silence)."""
+        budget, cost, text = self.budget_s(now), self.cost, self._text
+        fitting = [c for c in self._cuts() if cost.synthesis_s(text[:c.end]) <= budget]
+        return fitting or [c for c in self._words() if cost.synthesis_s(text[:c.end]) <= budget
+                           and cost.audio_s(text[:c.end]) >= MIN_FIRST_PIECE_S]
 
     def _choose(self, now: float) -> int | None:
         text = self._text

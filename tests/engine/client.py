@@ -61,6 +61,17 @@ class EngineClient:
                 await asyncio.sleep(0.02 / realtime)
         return time.monotonic()
 
+    async def paced(self, pcm: np.ndarray) -> float:
+        """Stream ``pcm`` as 20 ms appends on a real-time schedule (as a microphone would: a
+        late chunk does not push the later ones back). Returns when the last chunk was sent."""
+        start = time.monotonic()
+        for index, offset in enumerate(range(0, len(pcm), FRAME)):
+            delay = start + index * FRAME / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.append(pcm[offset:offset + FRAME])
+        return time.monotonic()
+
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 

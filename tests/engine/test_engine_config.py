@@ -44,3 +44,10 @@ def test_the_gateway_dials_the_local_engine_with_its_key_and_openai_with_openais
     assert remote.resolved_upstream == "openai" and remote.upstream_api_key == "sk-remote"
     with pytest.raises(ValueError, match="ENGINE_API_KEY"):
         Config(engine_api_key="short")
+
+
+def test_whispers_context_is_generic_by_default_and_can_be_replaced_or_turned_off() -> None:
+    default = load_engine_config([], {}).stt_context
+    assert default and "brasil" not in default.lower()  # names no topic (it made Whisper hear one)
+    assert load_engine_config([], {"ENGINE_STT_CONTEXT": "Receitas de cozinha."}).stt_context == "Receitas de cozinha."
+    assert load_engine_config(["--stt-context", "none"], {}).stt_context == "none"

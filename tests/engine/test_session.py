@@ -417,3 +417,19 @@ def test_a_long_turn_is_read_ahead_while_the_user_talks() -> None:
     driver.audio(600, 0.05)
     committed = [c for c in driver.commands if isinstance(c, Transcribe) and c.item_id][0]
     assert all(c.audio_key != committed.audio_key for c in partial)  # never taken for the turn's text
+
+
+def test_the_sessions_transcription_prompt_reaches_every_transcription() -> None:
+    """``audio.input.transcription.prompt`` replaces the engine's generic context for Whisper;
+    without one, the runner is told to use its own (None)."""
+    driver = Driver()
+    driver.send(fast_vad())
+    spoken_turn(driver)
+    assert {c.prompt for c in driver.commands if isinstance(c, Transcribe)} == {None}
+    driver.commands.clear()
+    driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1", "language": "pt", "prompt": "Receitas de bolo e de pão."}}}}})
+    spoken_turn(driver)
+    transcriptions = [c for c in driver.commands if isinstance(c, Transcribe)]
+    assert len(transcriptions) >= 2  # the early one at the pause and the committed turn
+    assert {c.prompt for c in transcriptions} == {"Receitas de bolo e de pão."}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from tests.conftest import gateway_config, start_gateway
 from tests.peers import ClientPeer
 
 from .client import silence
-from .test_engine import wav
+from .test_engine import WEATHER, wav
 
 pytestmark = pytest.mark.engine
 
@@ -83,6 +84,47 @@ async def test_barge_in_silences_a_flowing_reply_at_once(engine_url: str) -> Non
         cleared = [e for e in peer.events[mark:] if e["type"] in ("output_audio_buffer.cleared",
                                                                   "output_audio_buffer.stopped")]
         assert cleared
+    finally:
+        await peer.close()
+        await runner.cleanup()
+
+
+async def test_a_tool_call_end_to_end_through_the_gateway(engine_url: str) -> None:
+    """A browser's data channel, the gateway, the real model: the session's tool is called with
+    the city the user asked about, the browser answers it, and the spoken reply uses the result."""
+    gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
+                                                         openai_api_key=None))
+    peer = ClientPeer(gateway.url)
+    try:
+        await peer.connect()
+        await peer.channel_open()
+        await peer.wait_for("session.created", timeout=20)
+        mark = len(peer.events)
+        peer.send({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER], "tool_choice": "auto"}})
+        await peer.wait_for("session.updated", after=mark)
+        peer.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Como está o tempo agora em Recife?"}]}})
+        peer.send({"type": "response.create"})
+        arguments = await peer.wait_for("response.function_call_arguments.done", after=mark, timeout=240)
+        done = await peer.wait_for("response.done", after=mark, timeout=90)
+        (call,) = [item for item in done["response"]["output"] if item["type"] == "function_call"]
+        assert (call["name"], call["call_id"]) == ("get_weather", arguments["call_id"])
+        assert "recife" in json.loads(arguments["arguments"])["city"].lower()
+        mark = len(peer.events)
+        peer.send({"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": call["call_id"],
+            "output": json.dumps({"temperatura_celsius": 31, "ceu": "ensolarado"})}})
+        asked = time.monotonic()
+        peer.send({"type": "response.create"})
+        await peer.wait_for("output_audio_buffer.started", after=mark, timeout=90)
+        done = await peer.wait_for("response.done", after=mark, timeout=90)
+        (message,) = [item for item in done["response"]["output"] if item["type"] == "message"]
+        transcript = message["content"][0]["transcript"].lower()
+        assert "31" in transcript or "trinta e um" in transcript, transcript
+        await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=60)
+        heard = peer.heard_between(asked)
+        assert np.sqrt(np.mean(heard.astype(float) ** 2)) > 300  # the answer was spoken to the browser
+        assert not peer.of_type("error"), peer.of_type("error")
     finally:
         await peer.close()
         await runner.cleanup()
