@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from ..core.errors import Unauthorized
-from .admission import HEARTBEAT_S, HOLDER_TTL_S, RedisAdmission, redis_failures, store_unavailable
+from .redis_admission import HEARTBEAT_S, HOLDER_TTL_S, RedisAdmission, redis_failures, store_unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,11 @@ client secrets (``GATEWAY_SECRET``) are valid everywhere and are not passed on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +34,50 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 FORWARD_TIMEOUT_S = 60.0  # an offer's answer waits for ICE gathering and the TURN check
+CONNECT_TIMEOUT_S = 2.0  # an owner that does not accept a connection by then is gone
+MAX_CONNECTIONS = 64  # pooled connections to every owner together (HTTP requests; WebSockets apart)
+MAX_CONNECTIONS_PER_OWNER = 16
+KEEPALIVE_S = 30.0
+
+
+class Forwarder:
+    """This process's HTTP clients towards the owners of calls, opened on startup and closed on
+    cleanup (:meth:`context`): one pooled session for the other instances and one per sibling
+    worker's Unix socket (an aiohttp connector has a single socket path), each bounded by
+    :data:`MAX_CONNECTIONS` with keep-alive, so a forwarded request costs no new connection.
+    WebSockets (sidebands) get sessions of their own without a pool limit: each holds its
+    connection for a whole call, and there is at most one per call."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[Path | None, bool], aiohttp.ClientSession] = {}
+        self._open = False
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        """For ``app.cleanup_ctx``."""
+        self._open = True
+        try:
+            yield
+        finally:
+            self._open = False
+            sessions, self._sessions = list(self._sessions.values()), {}
+            await asyncio.gather(*(session.close() for session in sessions), return_exceptions=True)
+
+    def session(self, path: Path | None = None, *, websocket: bool = False) -> aiohttp.ClientSession:
+        """The session towards the sibling worker at ``path``, or (None) towards other instances."""
+        if not self._open:
+            raise RuntimeError("the forwarder is used outside the application's lifetime")
+        key = (path, websocket)
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            limits: dict[str, Any] = {"limit": 0} if websocket else {
+                "limit": MAX_CONNECTIONS, "limit_per_host": MAX_CONNECTIONS_PER_OWNER, "keepalive_timeout": KEEPALIVE_S}
+            connector = aiohttp.TCPConnector(**limits) if path is None else aiohttp.UnixConnector(str(path), **limits)
+            timeout = aiohttp.ClientTimeout(total=None if websocket else FORWARD_TIMEOUT_S,
+                                            sock_connect=CONNECT_TIMEOUT_S)
+            # the answer is relayed byte for byte, Content-Encoding included
+            session = self._sessions[key] = aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                                                  auto_decompress=False)
+        return session
 
 
 def target_id(request: web.Request) -> str | None:
@@ -49,10 +95,11 @@ def target_worker(request: web.Request) -> int | None:
     return None if ident is None else owner(ident)
 
 
-def forwarding_middleware(worker: int | None, runtime_dir: Path | None, *, instance: str | None = None,
-                          peer_url: PeerUrl | None = None,
+def forwarding_middleware(forwarder: Forwarder, worker: int | None, runtime_dir: Path | None, *,
+                          instance: str | None = None, peer_url: PeerUrl | None = None,
                           signed: bool = False) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """``worker``/``runtime_dir``: this worker and its siblings' sockets (None: one process);
+    """``forwarder``: this process's clients towards owners;
+    ``worker``/``runtime_dir``: this worker and its siblings' sockets (None: one process);
     ``instance``/``peer_url``: this instance and how to reach the others (None: alone);
     ``signed``: client secrets are valid on any instance, so they stay here."""
     @web.middleware
@@ -67,45 +114,49 @@ def forwarding_middleware(worker: int | None, runtime_dir: Path | None, *, insta
             if peer_url is None or (signed and ident.startswith("ek_")):
                 return await handler(request)
             url = await peer_url(named)
-            return await handler(request) if url is None else await _forward_http(request, url)
+            return await handler(request) if url is None else await _forward_http(forwarder, request, url)
         target = owner(ident)
         if worker is None or runtime_dir is None or target is None or target == worker:
             return await handler(request)
         path = socket_path(runtime_dir, target)
         if not path.exists():  # no such worker: the handler says the id or token is not valid
             return await handler(request)
-        return await _forward(request, path)
+        return await _forward(forwarder, request, path)
 
     return forward
 
 
-async def _forward(request: web.Request, path: Path) -> web.StreamResponse:
+async def _forward(forwarder: Forwarder, request: web.Request, path: Path) -> web.StreamResponse:
     """To another worker of this host, over its private Unix socket."""
-    return await _relay(request, f"http://worker{request.rel_url}", forwarded_headers(request, drop=_HOP_BY_HOP),
-                        aiohttp.UnixConnector(path=str(path)), "worker_unavailable", "gateway process")
+    return await _relay(forwarder.session(path), request, f"http://worker{request.rel_url}",
+                        forwarded_headers(request, drop=_HOP_BY_HOP), "worker_unavailable", "gateway process")
 
 
-async def _forward_http(request: web.Request, base_url: str) -> web.StreamResponse:
-    """To another instance, saying who the client is as a trusted proxy would."""
+def instance_headers(request: web.Request, drop: Iterable[str]) -> dict[str, str]:
+    """The client's headers minus ``drop`` for another instance, saying who the client is as a
+    trusted proxy would (``X-Forwarded-For``); no ``X-Gateway-*``: those are for sibling workers."""
     client = client_of(request)
-    headers = forwarded_headers(request, drop={*_HOP_BY_HOP, "forwarded", "x-forwarded-for", "x-forwarded-host"})
+    headers = forwarded_headers(request, drop={*drop, "forwarded", "x-forwarded-for", "x-forwarded-host"})
     headers = {k: v for k, v in headers.items() if not k.lower().startswith("x-gateway-")}
     headers.update({"X-Forwarded-For": client.address, "X-Forwarded-Host": client.host})
-    return await _relay(request, f"{base_url.rstrip('/')}{request.rel_url}", headers, None,
-                        "instance_unavailable", "gateway instance")
+    return headers
 
 
-async def _relay(request: web.Request, url: str, headers: dict[str, str], connector: aiohttp.BaseConnector | None,
+async def _forward_http(forwarder: Forwarder, request: web.Request, base_url: str) -> web.StreamResponse:
+    """To another instance."""
+    return await _relay(forwarder.session(), request, f"{base_url.rstrip('/')}{request.rel_url}",
+                        instance_headers(request, _HOP_BY_HOP), "instance_unavailable", "gateway instance")
+
+
+async def _relay(http: aiohttp.ClientSession, request: web.Request, url: str, headers: dict[str, str],
                  unavailable: str, owner: str) -> web.StreamResponse:
     """Send ``request`` on to ``url`` and hand back its answer; 503 ``unavailable`` if the owner is silent."""
     body = await request.read()
     try:
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as http:
-            async with http.request(request.method, url, headers=headers, data=body, allow_redirects=False) as response:
-                data = await response.read()
-                out_headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
-                return web.Response(status=response.status, body=data, headers=out_headers)
+        async with http.request(request.method, url, headers=headers, data=body, allow_redirects=False) as response:
+            data = await response.read()
+            out_headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return web.Response(status=response.status, body=data, headers=out_headers)
     except (TimeoutError, aiohttp.ClientError, OSError):
         return web.json_response({"error": {"type": "server_error", "code": unavailable, "param": None,
                                             "message": f"The {owner} holding this call is not answering."}},

@@ -25,7 +25,13 @@ from anyone who learned a call id, so the endpoint refuses (403 ``sideband_disab
 With several workers the connection may reach one that does not hold the call (the id names
 its worker): that worker pipes it frame by frame to the owner over the owner's private Unix
 socket (``Via: 1.1 gateway-wN`` on the handshake answer says so), and closing either end
-closes the other with the same code.
+closes the other with the same code. Across instances (the id names its instance) behind a front
+that does not route by it, the instance reached pipes it the same way over HTTP to the owner
+(its URL from ``INSTANCES`` or Redis; ``Via: 1.1 gateway-<instance>``), which checks the API key
+again and sees the backend's address in ``X-Forwarded-For``. The pipe holds one frame at a time
+per direction and waits for each to be written (aiohttp pauses a socket past 64 KiB unread), so
+what waits for a backend that stops reading is bounded as it is directly: the sockets' buffers,
+then the owner's queue, which cuts it off at ``MAX_QUEUED_EVENTS``.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
@@ -48,8 +54,9 @@ from ..core.visibility import Visibility
 from .call import Call
 from .call_registry import CallRegistry
 from .client_identity import forwarded_headers, is_internal
+from .forwarding import Forwarder, PeerUrl, instance_headers
 from .logs import call_id_var
-from .worker_pool import owner, socket_path
+from .worker_pool import instance_of, owner, socket_path
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,8 @@ MAX_MESSAGE_BYTES = 1 << 20  # a session.update with long instructions and many 
 MAX_QUEUED_EVENTS = 2000  # events waiting for a backend that is not reading
 HEARTBEAT_S = 20.0  # ping the backend; no pong within half of it closes a dead connection
 CLOSE_TIMEOUT_S = 2.0
+HANDSHAKE_TIMEOUT_S = 10.0  # the owner's answer to a piped sideband's upgrade
+YIELD_EVERY = 32  # frames read in a row before letting the other tasks of the loop run
 REPLACED = 1008  # close code of a sideband replaced by a newer one, or cut off for not reading
 _RESERVED_CODES = frozenset({1005, 1006, 1015})  # never sent in a close frame
 _NOT_FORWARDED = ("connection", "upgrade", "host", "content-length", "keep-alive", "transfer-encoding",
@@ -130,7 +139,11 @@ class _Connection:
                     pass
 
     async def _read(self) -> None:
+        read = 0
         async for message in self._ws:
+            read += 1
+            if read % YIELD_EVERY == 0:  # frames already buffered arrive without a suspension
+                await asyncio.sleep(0)
             if message.type is WSMsgType.TEXT:
                 self._receive(message.data)
             elif message.type is WSMsgType.BINARY:
@@ -200,9 +213,12 @@ class Sidebands:
     """The sideband endpoint of one gateway process (``create_app`` routes ``GET /v1/realtime``
     to :meth:`handle`)."""
 
-    def __init__(self, config: Config, calls: CallRegistry) -> None:
+    def __init__(self, config: Config, calls: CallRegistry, forwarder: Forwarder,
+                 peer_url: PeerUrl | None = None) -> None:
         self._config = config
         self._calls = calls
+        self._forwarder = forwarder
+        self._peer_url = peer_url  # how to reach the other instances (None: this one stands alone)
         self._controls: dict[str, _CallControl] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -217,11 +233,9 @@ class Sidebands:
         if not ws.can_prepare(request).ok:
             raise BadRequest("GET /v1/realtime is a WebSocket endpoint: send an Upgrade: websocket request.",
                              code="websocket_required")
-        worker, runtime_dir = self._config.worker_index, self._config.runtime_dir
-        target = owner(call_id)
-        if worker is not None and runtime_dir is not None and target is not None and target != worker \
-                and not is_internal(request) and socket_path(runtime_dir, target).exists():
-            return await _proxy(request, socket_path(runtime_dir, target), call_id, worker)
+        elsewhere = await self._owner_elsewhere(request, call_id)
+        if elsewhere is not None:
+            return await elsewhere
         call = self._live_call(call_id)
         await ws.prepare(request)
         control = self._control(call)
@@ -237,6 +251,29 @@ class Sidebands:
             logger.info("sideband detached")
             self._forget_ended_calls()
         return ws
+
+    async def _owner_elsewhere(self, request: web.Request, call_id: str) -> Awaitable[web.StreamResponse] | None:
+        """The pipe to the instance or sibling worker named in ``call_id``, when that is not this one."""
+        if is_internal(request):  # a sibling worker sent it here: the call is ours
+            return None
+        config = self._config
+        named = instance_of(call_id)
+        if named is not None and named != config.instance_id and self._peer_url is not None:
+            url = await self._peer_url(named)
+            if url is not None:
+                return _proxy(request, self._forwarder.session(websocket=True),
+                              f"{url.rstrip('/')}/v1/realtime?call_id={quote(call_id)}",
+                              instance_headers(request, _NOT_FORWARDED), f"gateway-{config.instance_id}",
+                              call_id, "instance_unavailable", "gateway instance")
+            return None  # an instance nobody knows: this one answers that there is no such call
+        worker, runtime_dir, target = config.worker_index, config.runtime_dir, owner(call_id)
+        if worker is not None and runtime_dir is not None and target is not None and target != worker \
+                and socket_path(runtime_dir, target).exists():
+            return _proxy(request, self._forwarder.session(socket_path(runtime_dir, target), websocket=True),
+                          f"http://worker/v1/realtime?call_id={quote(call_id)}",
+                          forwarded_headers(request, drop=_NOT_FORWARDED), f"gateway-w{worker}",
+                          call_id, "worker_unavailable", "gateway process")
+        return None
 
     def _check_api_key(self, request: web.Request) -> None:
         keys = self._config.api_keys
@@ -271,23 +308,25 @@ class Sidebands:
 # --- another worker's call -------------------------------------------------------------------
 
 
-async def _proxy(request: web.Request, path: Path, call_id: str, worker: int) -> web.StreamResponse:
-    """Pipe the backend's WebSocket to the worker holding the call, over its Unix socket."""
-    headers = forwarded_headers(request, drop=_NOT_FORWARDED)
-    http = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path)))
+async def _proxy(request: web.Request, http: aiohttp.ClientSession, url: str, headers: dict[str, str], via: str,
+                 call_id: str, unavailable: str, holder: str) -> web.StreamResponse:
+    """Pipe the backend's WebSocket to ``url``, the owner of the call (``via``: this hop's name)."""
     try:
-        try:
-            inner = await http.ws_connect(f"http://worker/v1/realtime?call_id={quote(call_id)}", headers=headers,
-                                          max_msg_size=MAX_MESSAGE_BYTES,
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            inner = await http.ws_connect(url, headers=headers, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT_S,
                                           timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT_S))
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status == 404:
-                raise NotFound(f"No active call with id '{call_id}'.", code="call_not_found") from None
-            raise _worker_unavailable() from None
-        except (aiohttp.ClientError, OSError):
-            raise _worker_unavailable() from None
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 404:
+            raise NotFound(f"No active call with id '{call_id}'.", code="call_not_found") from None
+        if exc.status == 401:  # the owner has other GATEWAY_API_KEYS than this instance
+            raise Unauthorized("A sideband connection needs 'Authorization: Bearer <gateway API key>'.",
+                               code="invalid_api_key") from None
+        raise _unavailable(unavailable, holder) from None
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        raise _unavailable(unavailable, holder) from None
+    try:
         outer = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
-        outer.headers["Via"] = f"1.1 gateway-w{worker}"
+        outer.headers["Via"] = f"1.1 {via}"
         await outer.prepare(request)
         inward = asyncio.ensure_future(_pipe(outer, inner))
         outward = asyncio.ensure_future(_pipe(inner, outer))
@@ -306,14 +345,19 @@ async def _proxy(request: web.Request, path: Path, call_id: str, worker: int) ->
             pass
         return outer
     finally:
-        await http.close()
+        if not inner.closed:
+            await inner.close()
 
 
 async def _pipe(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
     """Copy frames until ``source`` closes; the close code and reason to pass on."""
+    copied = 0
     while True:
         message = await source.receive()
+        copied += 1
+        if copied % YIELD_EVERY == 0:  # a fast sender must not hold the loop (the calls' media runs on it)
+            await asyncio.sleep(0)
         if message.type is WSMsgType.TEXT:
             await sink.send_str(message.data)
         elif message.type is WSMsgType.BINARY:
@@ -326,6 +370,5 @@ async def _pipe(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
             return (1011 if code in _RESERVED_CODES else code), ""
 
 
-def _worker_unavailable() -> AtCapacity:
-    return AtCapacity("The gateway process holding this call is not answering.", code="worker_unavailable",
-                      headers={"Retry-After": "2"})
+def _unavailable(code: str, holder: str) -> AtCapacity:
+    return AtCapacity(f"The {holder} holding this call is not answering.", code=code, headers={"Retry-After": "2"})

@@ -227,7 +227,8 @@ class ClusterBed:
                             for i in self.instances)
         upstreams = "".join(f"upstream gw_{i.name} {{ server {i.address}:{INSTANCE_PORT}; }}\n" for i in self.instances)
         (conf_dir / "realtime-gateway" / "instances.conf").write_text(
-            f"upstream gw_any {{\n    least_conn;\n{servers}\n}}\n{upstreams}"
+            f"upstream gw_any {{\n    least_conn;\n{servers}\n}}\n"
+            f"upstream gw_mint {{\n    least_conn;\n{servers}\n}}\n{upstreams}"
             f"upstream gw_round_robin {{\n{servers}\n}}\n")
         (conf_dir / "realtime-gateway" / "instances.map").write_text(
             "".join(f"{i.name} gw_{i.name};\n" for i in self.instances))
@@ -257,6 +258,9 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;  # sidebands: any instance pipes them to the owner
+            proxy_set_header Connection $gw_connection;
+            proxy_read_timeout 3600s;
             proxy_pass http://gw_round_robin;
         }}
     }}

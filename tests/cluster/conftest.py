@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.server import serve
 
+from tests.browser.conftest import launch  # noqa: F401 (Chromium, for the page through the front)
 from tests.cluster.bed import ClusterBed, free_port, unavailable_reason
 from tests.fake_upstream import Behaviour, FakeRealtimeServer
 

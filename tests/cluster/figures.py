@@ -1,4 +1,5 @@
-"""Figures for the notes: call set-up through nginx vs straight to an instance, and the forwarding hop.
+"""Figures: call set-up through nginx vs straight to an instance, and the forwarding hop
+(bench/cluster.py runs them after its capacity steps).
 
     sudo .venv/bin/python -m tests.cluster.figures [--calls 10]
 
@@ -34,25 +35,35 @@ async def setup_ms(base: str) -> float:
 
 
 async def measure(bed: ClusterBed, calls: int) -> None:
+    """Rounds that take each way once, in turn (after one warm-up each), so the machine's drift
+    over the run weighs on every way alike."""
     instance = bed.instances[1]
-    for name, base in (("direct", instance.url), ("nginx", bed.front), ("round robin", bed.round_robin)):
-        times = [await setup_ms(base) for _ in range(calls)]
-        print(f"set-up {name:12s} median {statistics.median(times):6.1f} ms  p90 "
-              f"{sorted(times)[int(len(times) * 0.9) - 1]:6.1f} ms  (n={calls})")
+    ways = (("direct", instance.url), ("nginx", bed.front), ("round robin", bed.round_robin))
+    for _, base in ways:
+        await setup_ms(base)
+    times: dict[str, list[float]] = {name: [] for name, _ in ways}
+    for _ in range(calls):
+        for name, base in ways:
+            times[name].append(await setup_ms(base))
+    for name, values in times.items():
+        print(f"set-up {name:12s} median {statistics.median(values):6.1f} ms  p90 "
+              f"{sorted(values)[int(len(values) * 0.9) - 1]:6.1f} ms  (n={calls})")
     peer = ClientPeer(bed.front)
     status, text = await offer(peer, bed.front, await mint(bed.front))
     assert status == 201, text
     home = next(i for i in bed.instances if i.name == owner(peer))
     other = next(i for i in bed.instances if i.name != home.name)
-    for name, base in (("owner", home.url), ("via nginx", bed.front), ("forwarded", other.url)):
-        times = []
-        for _ in range(calls * 3):
+    hops = (("owner", home.url), ("via nginx", bed.front), ("forwarded", other.url))
+    patches: dict[str, list[float]] = {name: [] for name, _ in hops}
+    for _ in range(calls * 3):
+        for name, base in hops:
             started = time.perf_counter()
             status, _, _ = await request("PATCH", f"{base}{peer.location}", data=FRAGMENT,
                                          headers={"Content-Type": "application/trickle-ice-sdpfrag"})
-            times.append((time.perf_counter() - started) * 1000)
+            patches[name].append((time.perf_counter() - started) * 1000)
             assert status == 204
-        print(f"PATCH  {name:12s} median {statistics.median(times):6.1f} ms  (n={len(times)})")
+    for name, values in patches.items():
+        print(f"PATCH  {name:12s} median {statistics.median(values):6.1f} ms  (n={len(values)})")
     await hang_up_all(bed.front, [peer])
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
+from openai import AsyncOpenAI
 
-from gateway.server.admission import HEARTBEAT_S, HOLDER_TTL_S
+from gateway.server.redis_admission import HEARTBEAT_S, HOLDER_TTL_S
 from gateway.server.worker_pool import instance_of
+from tests.browser.conftest import open_page, wait_state, write_mic_wav
 from tests.cluster.bed import ClusterBed, Instance
 from tests.cluster.conftest import API_KEY, MAX_CALLS
 from tests.peers import ClientPeer
@@ -172,6 +174,72 @@ async def test_a_round_robin_front_works_through_forwarding(bed: ClusterBed) -> 
         await hang_up_all(bed.round_robin, peers)
 
 
+async def test_a_sideband_through_the_round_robin_front_is_piped_to_the_owner(bed: ClusterBed) -> None:
+    """The official client's sideband lands on whichever instance round robin picks; one that does
+    not hold the call pipes it to the owner, which serves it as if the backend were connected there."""
+    peer = await call(bed.round_robin)
+    connection = None
+    try:
+        call_id, home = str(peer.location).rsplit("/", 1)[-1], owner(peer)
+        client = AsyncOpenAI(api_key=API_KEY["Authorization"].split()[1], base_url=f"{bed.round_robin}/v1")
+        vias: list[str] = []
+        for _ in range(12):  # round robin over three instances: a non-owner within a few connections
+            candidate = await client.realtime.connect(call_id=call_id).enter()
+            via = candidate._connection.response.headers.get("Via", "")
+            vias.append(via)
+            if via.startswith("1.1 gateway-gw-") and via != f"1.1 gateway-{home}":
+                connection = candidate
+                break
+            first = await candidate.recv()  # served by the owner itself: a sideband all the same
+            assert first.type == "session.created"
+            await candidate.close()
+        assert connection is not None, f"no connection was piped by another instance: {vias}"
+        first = await connection.recv()
+        assert first.type == "session.created" and first.session.id == peer.events[0]["session"]["id"]
+        await connection.session.update(session={"type": "realtime", "instructions": "Fale devagar."})
+        updated = await connection.recv()
+        assert updated.type == "session.updated" and updated.session.instructions == "Fale devagar."
+        await peer.wait_for("session.updated", where=lambda e: e["event_id"] == updated.event_id)
+        status, _, _ = await request("DELETE", f"{bed.round_robin}{peer.location}")  # hung up, anywhere
+        assert status == 204
+        async with asyncio.timeout(10):
+            async for _ in connection:
+                pass
+        websocket = connection._connection
+        assert (websocket.close_code, websocket.close_reason) == (1000, "call ended: client_hangup")
+    finally:
+        if connection is not None:
+            await connection.close()
+        await peer.close()
+
+
+async def test_chromium_calls_through_the_front(bed: ClusterBed, launch: Any, tmp_path: Any) -> None:
+    """The reference page served by nginx: call after call, each on the instance nginx picks, with
+    its media straight to that instance's own address."""
+    browser = await launch(write_mic_wav(tmp_path / "mic.wav", [], total=120.0))
+    context, page = await open_page(browser, bed.front)
+    # GATEWAY_API_KEYS is set: the application's backend would mint; here the key is added on the way
+    await page.route("**/v1/realtime/client_secrets",
+                     lambda route: route.continue_(headers={**route.request.headers, **API_KEY}))
+    errors: list[str] = []
+    locations: list[str] = []
+    page.on("response", lambda r: errors.append(f"{r.request.method} {r.url} {r.status}")
+            if "/v1/" in r.url and r.status >= 400 else None)
+    page.on("response", lambda r: locations.append(r.headers.get("location", ""))
+            if r.request.method == "POST" and r.url.endswith("/v1/realtime/calls") else None)
+    try:
+        for _ in range(3):
+            await page.click("#main-button")
+            await wait_state(page, "recording")
+            await page.click("#main-button")  # hang up
+            await wait_state(page, "idle")
+    finally:
+        await context.close()
+    assert not errors, errors
+    owners = [instance_of(location.rsplit("/", 1)[-1]) for location in locations]
+    assert len(owners) == 3 and all(o in {i.name for i in bed.instances} for o in owners), locations
+
+
 async def test_max_calls_holds_for_the_whole_cluster(bed: ClusterBed) -> None:
     peers = [await call(bed.front) for _ in range(MAX_CALLS)]
     try:
@@ -239,8 +307,16 @@ async def test_sigterm_drains_and_a_killed_instance_is_routed_around(bed: Cluste
     killed = by_name(bed, owner(others[0]))
     bed.kill(killed)
     victims = [p for p in others if owner(p) == killed.name]
-    status, _, _ = await request("DELETE", f"{bed.front}{victims[0].location}")
-    assert status in (502, 503, 504)  # its calls are gone with it
+    # Its calls ended with it: their requests through the front say so, as the gateway's JSON error
+    for method, path, headers in (("DELETE", victims[0].location, {}),
+                                  ("POST", "/v1/realtime/calls", {"Authorization": f"Bearer {victims[0].resume_token}",
+                                                                  "Content-Type": "application/sdp"})):
+        status, text, answer = await request(method, f"{bed.front}{path}", headers=headers, data="v=0\r\n")
+        assert (status, error_code(text), answer.get("Retry-After")) == (503, "instance_unavailable", "2"), text
+    status, text, _ = await request("GET", f"{bed.front}/v1/realtime?call_id={victims[0].location.rsplit('/', 1)[-1]}",
+                                    headers={**API_KEY, "Connection": "Upgrade", "Upgrade": "websocket",
+                                             "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert (status, error_code(text)) == (503, "instance_unavailable"), text
     await asyncio.gather(*(p.close() for p in victims))
     await hang_up_all(bed.front, [p for p in others if p not in victims])
     fresh = [await call(bed.front)]  # the dead instance's slots still count, for now

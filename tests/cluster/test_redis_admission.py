@@ -12,8 +12,8 @@ import pytest
 
 from gateway.core.errors import AtCapacity, RateLimited
 from gateway.core.limits import Rate
-from gateway.server.admission import RedisAdmission
 from gateway.server.cluster import redis_client
+from gateway.server.redis_admission import RedisAdmission
 from tests.cluster.bed import _wait_port, free_port
 
 
