@@ -1,16 +1,21 @@
-"""Capacity and gateway-added latency under load: N concurrent calls against a running gateway.
+"""Capacity and gateway-added latency under load, side by side with a plain aiortc echo server.
 
-    python bench/load.py [--calls 10 20 40 60 80 100] [--seconds 20] [--workers 1] [--receive-path gateway]
+    python bench/load.py [--servers native python echo] [--calls 10 20 40 60 80 100 120] [--seconds 20]
 
-The gateway runs as its own process (pinned to core 0 with one worker); this process (pinned to
-core 1) runs a cheap Realtime upstream — it answers each ~3 s of speech with ~2 s of audio —
-and N WebRTC clients that send pre-encoded Opus in real time and count, without decoding, the
-packets that come back. For each N, over a steady window: the gateway's CPU (share of one core
-and CPU-seconds per call-second), frames received per call per second (50 is perfect),
-outbound gaps > 30 ms (measured inside the gateway), RSS and RSS per call, and from the gateway's
-own histograms the added latency p50/p99 each way and the set-up of the calls that step added.
-First, on the idle gateway, ``--idle-calls`` calls one at a time give set-up (POST → connected,
-client and gateway side) and barge-in (user speech over a reply → silence out).
+Each server runs as its own process pinned to core 0 (the gateway with one worker, once per
+``MEDIA_PATH``; the reference is a bare aiortc echo: it decodes the mic and sends it back,
+no upstream at all). This process (pinned to core 1) runs a cheap Realtime upstream — it
+answers each ~3 s of speech with ~2 s of audio — and N WebRTC clients. The load each client
+puts on the server, the same for every server: continuous real-time Opus, 50 packets a second,
+pre-encoded once from 3 s of voiced speech (varying pitch) and 3 s of quiet room noise (no
+digital silence, so every packet is a real frame, as a browser's mic sends); the clients count
+the packets that come back without decoding them. For each N, over a steady window: the
+server's CPU (share of one core, CPU-seconds per call-second), frames received per call per
+second (50 is perfect) and the longest gap between two of them, RSS per call, and from the
+gateway's own histograms the added latency p50/p99 each way and outbound gaps > 30 ms. A step
+is *clean* when every call got ≥ 49 frames/s and no gap over 100 ms; a server's steps stop at
+its first unclean one. ``--native-client`` (default) sends and counts through the native pump
+so the load client stays cheaper than what it measures.
 """
 
 from __future__ import annotations
@@ -28,13 +33,19 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from av.packet import Packet
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.media import native  # noqa: E402
+from gateway.media.native.call_media import NativeCallMedia, srtp_keys  # noqa: E402
+from gateway.media.native.pacer import Pacer  # noqa: E402
 from gateway.media.opus import OpusEncoder  # noqa: E402
+from gateway.media.outbound_audio import OutboundAudioTrack  # noqa: E402
 from tests.audio_tools import voiced  # noqa: E402
 from tests.conftest import free_port, wait_healthy  # noqa: E402
 from tests.fake_upstream import Behaviour, FakeRealtimeServer  # noqa: E402
@@ -45,14 +56,20 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def pre_encoded_speech() -> list[bytes]:
-    """6 s that loop: 3 s of voice, 3 s of silence, as 20 ms Opus packets (encoded once)."""
-    pcm = np.concatenate((voiced(3.0, 170.0, 48000, level=9000), np.zeros(48000 * 3, np.int16)))
-    encoder = OpusEncoder(bitrate=32000)
+    """6 s that loop: 3 s of voice (pitch gliding 120–220 Hz, four syllables a second), then 3 s
+    of quiet room noise (~-50 dBFS, under the upstream's VAD), as 20 ms Opus packets encoded once
+    the way a browser encodes a mic (voice, 32 kbps, in-band FEC)."""
+    rng = np.random.default_rng(3)
+    voice = np.concatenate([voiced(0.5, pitch, 48000, level=9000, seed=i)
+                            for i, pitch in enumerate((120, 150, 180, 220, 170, 140))])
+    noise = (rng.normal(0, 100, 48000 * 3)).astype(np.int16)
+    pcm = np.concatenate((voice, noise))
+    encoder = OpusEncoder(bitrate=32000, fec=True, loss_percent=5)
     return [encoder.encode(pcm[i:i + 960]) for i in range(0, len(pcm), 960)]
 
 
 class LoopedMic:
-    """``packetize`` for MicTrack: the next pre-encoded packet, whatever PCM it is handed."""
+    """``packetize`` for a mic track: the next pre-encoded packet, whatever PCM it is handed."""
 
     def __init__(self, packets: list[bytes], offset: int) -> None:
         self._packets = packets
@@ -66,15 +83,19 @@ class LoopedMic:
         return packet
 
 
+SILENT_FRAME = np.zeros(960, np.int16)
+
+
 @dataclass
 class Client:
     peer: ClientPeer
     arrivals: list[float] = field(default_factory=list)
     setup_s: float = 0.0
+    media: NativeCallMedia | None = None
 
     def count_packets(self) -> None:
-        """Count the assistant's RTP packets as they arrive; nothing is decoded (a load client
-        must stay cheap, or it measures itself)."""
+        """Count the server's RTP packets as aiortc hands them over; nothing is decoded (a load
+        client must stay cheap, or it measures itself)."""
         receiver = self.peer.pc.getTransceivers()[0].receiver
 
         async def arrived(packet: object, arrival_time_ms: int) -> None:
@@ -82,19 +103,88 @@ class Client:
 
         receiver._handle_rtp_packet = arrived  # type: ignore[method-assign]
 
+    def count_natively(self) -> None:
+        """Count them straight off the socket: the native pump's receiver, one call a batch."""
+        transceiver = self.peer.pc.getTransceivers()[0]
+        dtls = transceiver.receiver.transport
+        profile, rx_key, _ = srtp_keys(dtls)
+        pump = native.load()
+        session = pump.Session(profile, rx_key, False)
+        loop = asyncio.get_running_loop()
+        arrivals = self.arrivals
+        receivers = []
 
-async def start_client(url: str, packets: list[bytes], index: int) -> Client:
-    peer = ClientPeer(url, packetize=LoopedMic(packets, offset=index * 37))
+        def drain() -> None:
+            now = time.monotonic()
+            for receiver in receivers:
+                if receiver.queued:
+                    arrivals.extend(now for _ in receiver.drain(None, now))
+
+        for protocol in dtls.transport._connection._protocols:  # wherever the server sends from
+            if type(protocol).__name__ == "StunProtocol":
+                receivers.append(pump.Receiver(session, protocol.datagram_received, lambda: loop.call_soon(drain)))
+                protocol.datagram_received = receivers[-1]
+
+
+async def start_client(url: str, packets: list[bytes], index: int, pacer: Pacer | None) -> Client:
+    """One caller. With a ``pacer`` (the native load client) its mic is paced by it and sent by
+    the native pump, and what comes back is counted off the socket."""
+    mic = LoopedMic(packets, offset=index * 37)
+    peer = ClientPeer(url, packetize=mic)
     client = Client(peer)
-    client.count_packets()
+    track: OutboundAudioTrack | None = None
+    if pacer is not None:
+        track = OutboundAudioTrack(lambda now: SILENT_FRAME, packetize=mic)
+        track.hold()
+        peer.pc.getSenders()[0].replaceTrack(track)
+    else:
+        client.count_packets()
     connected = asyncio.Event()
     peer.pc.on("connectionstatechange", lambda: peer.pc.connectionState == "connected" and connected.set())
     started = time.monotonic()
     await peer.connect()
     await asyncio.wait_for(connected.wait(), 20)
     client.setup_s = time.monotonic() - started
-    peer.mic.say(np.zeros(48000 * 3600, np.int16))  # keep the (pre-encoded) mic running
-    return client
+    if track is not None:
+        transceiver = peer.pc.getTransceivers()[0]
+        await asyncio.wait_for(transceiver.sender._RTCRtpSender__rtp_started.wait(), 10)
+        media = NativeCallMedia(transceiver, track, pacer=pacer)
+        why = media.start(None)
+        if why is not None:
+            raise RuntimeError(f"native load client: {why}")
+        client.media = media
+        client.count_natively()
+    return client  # an aiortc mic without queued speech still sends LoopedMic's next packet each 20 ms
+
+
+async def serve_echo(port: int) -> None:
+    """The reference: a plain aiortc server that sends each caller's mic back (aiortc decodes and
+    re-encodes it), with just enough of the gateway's HTTP interface for the load client."""
+    pcs: set[RTCPeerConnection] = set()
+
+    async def secrets(request: web.Request) -> web.Response:
+        return web.json_response({"value": "echo", "expires_at": int(time.time()) + 600})
+
+    async def calls(request: web.Request) -> web.Response:
+        pc = RTCPeerConnection()
+        pcs.add(pc)
+        pc.on("track", lambda track: pc.addTrack(track) if track.kind == "audio" else None)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
+                            headers={"Location": f"/v1/realtime/calls/echo{len(pcs)}"})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/v1/realtime/client_secrets", secrets)
+    app.router.add_post("/v1/realtime/calls", calls)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
 
 
 async def idle_setup_and_barge_in(url: str, calls: int) -> tuple[list[float], dict[str, dict[float, float]],
@@ -180,92 +270,162 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
     return previous_bound
 
 
+@dataclass
+class Step:
+    calls: int
+    cpu: float  # share of one core
+    per_call: float  # CPU-s per call-s
+    median_rate: float
+    min_rate: float
+    worst_gap_ms: float
+    rss_per_call: float
+    latency: str
+    gaps: str
+
+    @property
+    def clean(self) -> bool:
+        return self.min_rate >= 49.0 and self.worst_gap_ms <= 100.0
+
+
+def server_command(kind: str, port: int, upstream: str, args: argparse.Namespace) -> list[str]:
+    taskset = ["taskset", "-c", args.gateway_cores, sys.executable]
+    if kind == "echo":
+        return taskset + [str(Path(__file__).resolve()), "--serve-echo", str(port)]
+    return taskset + [
+        "-m", "gateway", "--upstream", "url", "--upstream-url", upstream, "--openai-api-key", "sk-test-upstream-key",
+        "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000",
+        "--max-calls-per-client", "0", "--resume-grace", "0", "--receive-path", args.receive_path,
+        "--media-path", kind, "--log-level", "ERROR", "--workers", str(args.workers), "--event-loop", args.event_loop,
+        # The load generator's own loop stalls while it sets up a batch of clients (a DTLS
+        # certificate each): don't let that pass for vanished browsers.
+        "--peer-timeout", "15"]
+
+
+async def measure_server(kind: str, args: argparse.Namespace, packets: list[bytes], upstream: str) -> list[Step]:
+    port = free_port()
+    server = subprocess.Popen(server_command(kind, port, upstream, args), cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    pacer = Pacer(asyncio.get_running_loop()) if args.native_client else None
+    steps: list[Step] = []
+    clients: list[Client] = []
+    gateway = kind != "echo"
+    try:
+        await wait_healthy(url)
+        await asyncio.sleep(1.0)
+        baseline_rss = rss_mb(process_tree(server.pid))
+        if gateway and args.idle_calls:
+            setups, idle_before, idle_after = await idle_setup_and_barge_in(url, args.idle_calls)
+
+            def idle(name: str, quant: float) -> str:
+                value = quantile(idle_before.get(name, {}), idle_after.get(name, {}), quant)
+                return "-" if value is None else f"{value * 1000:.1f}"
+
+            print(f"[{kind}] idle, {args.idle_calls} calls one at a time: set-up client p50 "
+                  f"{np.percentile(setups, 50) * 1000:.0f} / p99 {np.percentile(setups, 99) * 1000:.0f} ms; barge-in "
+                  f"p50 {idle('gateway_barge_in_seconds', 0.5)} / p99 {idle('gateway_barge_in_seconds', 0.99)} ms")
+            baseline_rss = rss_mb(process_tree(server.pid))
+        for target in args.calls:
+            while len(clients) < target:
+                batch = min(10, target - len(clients))
+                clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i, pacer)
+                                                  for i in range(batch)))
+            await asyncio.sleep(3)  # settle
+            pids = process_tree(server.pid)
+            before = await histograms(url) if gateway else {}
+            cpu0, t0 = cpu_seconds(pids), time.monotonic()
+            client_cpu0 = time.process_time()
+            marks = [len(c.arrivals) for c in clients]
+            await asyncio.sleep(args.seconds)
+            after = await histograms(url) if gateway else {}
+            cpu1, t1 = cpu_seconds(pids), time.monotonic()
+            client_cpu = (time.process_time() - client_cpu0) / (t1 - t0)
+            elapsed = t1 - t0
+            rates, worst = [], 0.0
+            for c, m in zip(clients, marks, strict=False):
+                window = [t0] + [t for t in c.arrivals[m:] if t <= t1] + [t1]
+                rates.append((len(window) - 2) / elapsed)
+                worst = max(worst, float(np.max(np.diff(window))))
+            rss = rss_mb(pids)
+
+            def q(name: str, quant: float, before: dict = before, after: dict = after) -> str:
+                value = quantile(before.get(name, {}), after.get(name, {}), quant)
+                return "-" if value is None else f"{value * 1000:.1f}"
+
+            latency = (f"in {q('gateway_added_latency_seconds|inbound', 0.5)} / "
+                       f"{q('gateway_added_latency_seconds|inbound', 0.99)}, out "
+                       f"{q('gateway_added_latency_seconds|outbound', 0.5)} / "
+                       f"{q('gateway_added_latency_seconds|outbound', 0.99)}") if gateway else "-"
+            gaps = (f"{after.get('gaps', {0.0: 0})[0.0] - before.get('gaps', {0.0: 0})[0.0]:.0f}"
+                    if gateway else "-")
+            step = Step(target, (cpu1 - cpu0) / elapsed, (cpu1 - cpu0) / elapsed / target, float(np.median(rates)),
+                        min(rates), worst * 1000, (rss - baseline_rss) / target, latency, gaps)
+            steps.append(step)
+            print(f"[{kind}] {target} calls: CPU {100 * step.cpu:.0f}% ({step.per_call:.4f} CPU-s per call-s), "
+                  f"frames/s median {step.median_rate:.1f} min {step.min_rate:.1f}, worst gap {step.worst_gap_ms:.0f} ms, "
+                  f"RSS {step.rss_per_call:.2f} MB/call, added latency ms {latency}, outbound gaps>30ms {gaps}; "
+                  f"load client {100 * client_cpu:.0f}% of its core{' (SATURATED: measures the client)' if client_cpu > 0.9 else ''} "
+                  f"-> {'clean' if step.clean else 'NOT clean'}",
+                  flush=True)
+            if not step.clean and not args.keep_going:
+                break
+    finally:
+        for c in clients:
+            if c.media is not None:
+                c.media.stop()
+        await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
+        server.terminate()
+        server.wait(30)
+    return steps
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 40, 60, 80, 100])
+    parser.add_argument("--servers", nargs="+", default=["native", "python", "echo"],
+                        help="native / python: the gateway with that MEDIA_PATH; echo: plain aiortc")
+    parser.add_argument("--media-path", choices=["native", "python"], help="shorthand: only this gateway (and echo)")
+    parser.add_argument("--calls", type=int, nargs="+", default=[10, 20, 40, 60, 80, 100, 120])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--idle-calls", type=int, default=10, help="one-at-a-time calls for set-up and barge-in")
+    parser.add_argument("--idle-calls", type=int, default=0, help="one-at-a-time calls for set-up and barge-in")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--receive-path", default="gateway")
     parser.add_argument("--event-loop", default="uvloop")
     parser.add_argument("--gateway-cores", default="0")
     parser.add_argument("--client-cores", default="1")
+    parser.add_argument("--native-client", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--keep-going", action="store_true", help="measure every step, clean or not")
+    parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_echo:
+        await serve_echo(args.serve_echo)
+        return
+    if args.media_path:
+        args.servers = [args.media_path, "echo"]
     os.sched_setaffinity(0, {int(c) for c in args.client_cores.split(",")})
     packets = pre_encoded_speech()
+    sizes = [len(p) for p in packets]
+    print(f"load per call: 50 Opus packets/s each way, mic packets {np.mean(sizes):.0f} B mean "
+          f"({min(sizes)}-{max(sizes)}), 3 s voice / 3 s room noise looping; the upstream answers each "
+          f"~3 s of speech with ~2 s of audio; servers on core(s) {args.gateway_cores}, clients on "
+          f"{args.client_cores} ({'native' if args.native_client else 'aiortc'} load client), "
+          f"{args.seconds:.0f} s windows; load average before: {os.getloadavg()[0]:.2f}")
+    results: dict[str, list[Step]] = {}
     async with FakeRealtimeServer(Behaviour(reply_seconds=2.0, speed=5.0, reply_pitch_hz=220.0)) as fake:
-        port = free_port()
-        gateway = subprocess.Popen(
-            ["taskset", "-c", args.gateway_cores, sys.executable, "-m", "gateway", "--upstream", "url",
-             "--upstream-url", fake.url, "--openai-api-key", "sk-test-upstream-key", "--host", "127.0.0.1",
-             "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000", "--max-calls-per-client", "0",
-             "--resume-grace", "0",
-             "--receive-path", args.receive_path, "--log-level", "ERROR", "--workers", str(args.workers),
-             "--event-loop", args.event_loop,
-             # The load generator's own loop stalls while it sets up a batch of clients (a DTLS
-             # certificate each): don't let that pass for vanished browsers.
-             "--peer-timeout", "15"],
-            cwd=ROOT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            await wait_healthy(url)
-            baseline_rss = rss_mb(process_tree(gateway.pid))
-            print(f"gateway: {args.workers} worker(s) on core(s) {args.gateway_cores}, receive path "
-                  f"{args.receive_path}, {args.event_loop} loop; idle RSS {baseline_rss:.0f} MB")
-            if args.idle_calls:
-                setups, idle_before, idle_after = await idle_setup_and_barge_in(url, args.idle_calls)
-
-                def idle(name: str, quant: float) -> str:
-                    value = quantile(idle_before.get(name, {}), idle_after.get(name, {}), quant)
-                    return "-" if value is None else f"{value * 1000:.1f}"
-
-                print(f"idle gateway, {args.idle_calls} calls one at a time: set-up (POST → connected) client "
-                      f"p50 {np.percentile(setups, 50) * 1000:.0f} / p99 {np.percentile(setups, 99) * 1000:.0f} ms, "
-                      f"gateway p50 {idle('gateway_call_setup_seconds', 0.5)} / p99 "
-                      f"{idle('gateway_call_setup_seconds', 0.99)} ms; barge-in (speech_started → silence out) "
-                      f"p50 {idle('gateway_barge_in_seconds', 0.5)} / p99 {idle('gateway_barge_in_seconds', 0.99)} ms")
-            baseline_rss = rss_mb(process_tree(gateway.pid))
-            print()
-            print("| calls | gateway CPU (% of a core) | CPU-s per call-s | frames/s per call (50 = perfect) | "
-                  "outbound gaps > 30 ms | RSS MB (per call) | added latency in p50/p99 ms | out p50/p99 ms | "
-                  "set-up p50/p99 ms (gateway, new calls) |")
-            print("|---|---|---|---|---|---|---|---|---|")
-            clients: list[Client] = []
-            for target in args.calls:
-                ramp = await histograms(url)
-                while len(clients) < target:
-                    batch = min(10, target - len(clients))
-                    clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i) for i in range(batch)))
-                await asyncio.sleep(3)  # settle
-                pids = process_tree(gateway.pid)
-                before, cpu0, t0 = await histograms(url), cpu_seconds(pids), time.monotonic()
-                marks = [len(c.arrivals) for c in clients]
-                await asyncio.sleep(args.seconds)
-                after, cpu1, t1 = await histograms(url), cpu_seconds(pids), time.monotonic()
-                elapsed = t1 - t0
-                rates = [(len(c.arrivals) - m) / elapsed for c, m in zip(clients, marks, strict=False)]
-                rss = rss_mb(pids)
-
-                def q(name: str, quant: float) -> str:
-                    value = quantile(before.get(name, {}), after.get(name, {}), quant)
-                    return "-" if value is None else f"{value * 1000:.1f}"
-
-                def setup(quant: float) -> str:  # of the calls this step added (set up under load)
-                    value = quantile(ramp.get("gateway_call_setup_seconds", {}),
-                                     before.get("gateway_call_setup_seconds", {}), quant)
-                    return "-" if value is None else f"{value * 1000:.0f}"
-
-                gaps = after.get("gaps", {0.0: 0})[0.0] - before.get("gaps", {0.0: 0})[0.0]
-                print(f"| {target} | {100 * (cpu1 - cpu0) / elapsed:.0f}% | {(cpu1 - cpu0) / elapsed / target:.4f} | "
-                      f"{np.median(rates):.1f} (min {min(rates):.1f}) | {gaps:.0f} | {rss:.0f} "
-                      f"({(rss - baseline_rss) / target:.2f}) | "
-                      f"{q('gateway_added_latency_seconds|inbound', 0.5)} / {q('gateway_added_latency_seconds|inbound', 0.99)} | "
-                      f"{q('gateway_added_latency_seconds|outbound', 0.5)} / {q('gateway_added_latency_seconds|outbound', 0.99)} | "
-                      f"{setup(0.5)} / {setup(0.99)} |", flush=True)
-            await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
-        finally:
-            gateway.terminate()
-            gateway.wait(30)
+        for kind in args.servers:
+            results[kind] = await measure_server(kind, args, packets, fake.url)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}\n")
+    print("| server | clean calls on one core | CPU-s per call-s at 20 calls | added latency at the most clean "
+          "calls, ms p50/p99 | RSS MB per call |")
+    print("|---|---|---|---|---|")
+    for kind, steps in results.items():
+        clean = [s for s in steps if s.clean]
+        best = clean[-1] if clean else None
+        at20 = next((s for s in steps if s.calls == 20), None)
+        label = {"native": "gateway, MEDIA_PATH=native", "python": "gateway, MEDIA_PATH=python",
+                 "echo": "plain aiortc echo"}.get(kind, kind)
+        bound = (f"≥ {best.calls}" + (f" (< {steps[-1].calls})" if not steps[-1].clean else " (all steps clean)")
+                 if best else f"< {steps[0].calls}")
+        print(f"| {label} | {bound} | {f'{at20.per_call:.4f} ({100 * at20.cpu:.0f}% of the core)' if at20 else '-'} | "
+              f"{best.latency if best else '-'} | {f'{best.rss_per_call:.2f}' if best else '-'} |")
 
 
 if __name__ == "__main__":

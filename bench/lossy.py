@@ -4,13 +4,18 @@
                           [--delay 50] [--jitter 20] [--setups 5]          (root: network namespaces)
 
 For each loss rate and loss mode (independent drops, or Gilbert–Elliott runs of ``--burst``
-packets on average), one call per sender/receiver pair says three pt-BR sentences (~14 s, 27 words) across
-the netbed, loss in both directions (the client retransmits DTLS/SCTP on a browser's timers):
+packets on average), ``--runs`` calls per sender/receiver pair say a 66-word pt-BR passage (~29 s,
+:mod:`bench.passage`; ``--sentences`` for the three 27-word test WAVs of before) across the
+netbed, loss in both directions (the client retransmits DTLS/SCTP on a browser's timers):
 
 - ``red``: a Chromium-like sender (Opus with in-band FEC inside RED, distance 1), the gateway's
   receive path (RED answered);
 - ``fec``: the same sender without RED, the gateway's receive path;
 - ``no-fec``: aiortc's own encoder (no in-band FEC), the gateway's receive path;
+- ``nack``: the same aiortc sender, offering ``a=rtcp-fb:<opus> nack`` (aiortc's sender answers
+  NACKs from its RTP history): the gateway asks for lost packets again and waits for them
+  (``MIC_NACK_MAX_WAIT_MS``); ``nack-ask``: asks, never waits (a resend only helps when reordered
+  ahead of its frame's deadline);
 - ``aiortc``: the Chromium-like FEC sender into aiortc's stock receive path.
 
 Prints frames delivered upstream per 20 ms frame sent, how they were made (decoded, rebuilt
@@ -30,24 +35,28 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.passage import passage_wav  # noqa: E402
 from gateway.engine.models import WHISPER_BASE, default_cache_dir, materialize  # noqa: E402
 from gateway.engine.stt import Transcriber  # noqa: E402
 from tests.audio_tools import DATA, read_wav  # noqa: E402
 from tests.netbed.bed import NetBed  # noqa: E402
 from tests.netbed.scenario import run_call  # noqa: E402
 
-WAVS = [DATA / "pt_br_capital_brasil.wav", DATA / "pt_br_dom_casmurro.wav", DATA / "pt_br_historia.wav"]
-PATHS = {  # name → (receive path, client flags)
-    "red": ("gateway", ["--red"]),
-    "fec": ("gateway", []),
-    "no-fec": ("gateway", ["--sender", "aiortc"]),
-    "aiortc": ("aiortc", []),
+SENTENCES = [DATA / "pt_br_capital_brasil.wav", DATA / "pt_br_dom_casmurro.wav", DATA / "pt_br_historia.wav"]
+PATHS = {  # name → (receive path, client flags, gateway flags)
+    "red": ("gateway", ["--red"], []),
+    "fec": ("gateway", [], []),
+    "no-fec": ("gateway", ["--sender", "aiortc"], []),
+    "nack": ("gateway", ["--sender", "aiortc", "--offer-nack"], []),
+    "nack-ask": ("gateway", ["--sender", "aiortc", "--offer-nack"], ["--nack-max-wait-ms", "0"]),
+    "aiortc": ("aiortc", [], []),
 }
 
 
@@ -72,32 +81,52 @@ def lossy_bed(seed: int, loss: float, mode: str, args: argparse.Namespace) -> Ne
     return bed
 
 
+def one_call(args: argparse.Namespace, whisper: Transcriber, reference: list[str], seed: int, loss: float,
+             mode: str, name: str) -> dict[str, Any]:
+    """One call's figures, or ``{"failed": why}`` if its set-up failed."""
+    receive_path, client_args, server_args = PATHS[name]
+    bed = lossy_bed(seed, loss, mode, args)
+    try:
+        with tempfile.TemporaryDirectory() as results:
+            summary, audio, client = run_call(bed, Path(results), args.wav, receive_path=receive_path,
+                                              client_args=[*client_args, "--tuned-timers", "--reply-optional"],
+                                              server_args=[*server_args, *args.gateway_arg])
+            pcm, _ = read_wav(audio)
+            error = wer(reference, words(whisper.transcribe(pcm, "pt")))
+    except AssertionError as exc:  # the call did not happen (set-up failed): say so, go on
+        return {"failed": str(exc).splitlines()[-1][:80]}
+    finally:
+        bed.close()
+    frames = summary["mic_frames"]
+    delay = summary["jitter_buffer_ms"] or {"p50": 0.0, "p95": 0.0}
+    return {"sent": client["frames_sent"], "made": [frames.get(k, 0) for k in ("decoded", "red", "fec", "concealed")],
+            "nacked": summary["mic_nack"].get("nacked", 0), "repaired": summary["mic_nack"].get("resent", 0),
+            "p50": delay["p50"], "p95": delay["p95"], "wer": error}
+
+
 def audio_table(args: argparse.Namespace, whisper: Transcriber, reference: list[str]) -> None:
-    print("| loss | mode | path | delivered / sent | decoded / RED / FEC / concealed | held back p50 / p95 ms | WER |")
-    print("|---|---|---|---|---|---|---|")
+    print("| loss | mode | path | delivered / sent | decoded / RED / FEC / concealed | NACKed / resent in time | "
+          "held back p50 / p95 ms | WER (mean of runs) |")
+    print("|---|---|---|---|---|---|---|---|")
     for loss in args.loss:
         for mode in args.modes if loss else ["random"]:
             for name in args.paths:
-                receive_path, client_args = PATHS[name]
-                bed = lossy_bed(int(loss * 10) + len(mode), loss, mode, args)
-                try:
-                    with tempfile.TemporaryDirectory() as results:
-                        summary, audio, client = run_call(bed, Path(results), WAVS, receive_path=receive_path,
-                                                          client_args=[*client_args, "--tuned-timers"])
-                        pcm, _ = read_wav(audio)
-                        error = wer(reference, words(whisper.transcribe(pcm, "pt")))
-                except AssertionError as exc:  # the call did not happen (set-up failed): say so, go on
-                    print(f"| {loss:g}% | {mode} | {name} | call failed: {str(exc).splitlines()[-1][:80]} | | | |")
+                calls = [one_call(args, whisper, reference, int(loss * 10) + len(mode) + 1000 * run, loss, mode, name)
+                         for run in range(args.runs)]
+                failed = [c["failed"] for c in calls if "failed" in c]
+                calls = [c for c in calls if "failed" not in c]
+                if not calls:
+                    print(f"| {loss:g}% | {mode} | {name} | call failed: {failed[0]} | | | | |", flush=True)
                     continue
-                finally:
-                    bed.close()
-                frames = summary["mic_frames"]
-                sent = client["frames_sent"]
-                made = [frames.get(k, 0) for k in ("decoded", "red", "fec", "concealed")]
-                delay = summary["jitter_buffer_ms"]
-                held = f"{delay['p50']:.0f} / {delay['p95']:.0f}" if delay else "-"
-                print(f"| {loss:g}% | {mode} | {name} | {100 * sum(made) / sent:.1f}% | {' / '.join(map(str, made))} | "
-                      f"{held} | {100 * error:.1f}% |", flush=True)
+                made = [sum(c["made"][i] for c in calls) // len(calls) for i in range(4)]
+                delivered = sum(sum(c["made"]) for c in calls) / sum(c["sent"] for c in calls)
+                nack = f"{sum(c['nacked'] for c in calls) // len(calls)} / {sum(c['repaired'] for c in calls) // len(calls)}"
+                wers = [c["wer"] for c in calls]
+                runs = f" ({' / '.join(f'{100 * w:.1f}' for w in wers)})" if len(wers) > 1 else ""
+                note = f", {len(failed)} failed: {failed[0]}" if failed else ""
+                print(f"| {loss:g}% | {mode} | {name} | {100 * delivered:.1f}% | {' / '.join(map(str, made))} | {nack} | "
+                      f"{max(c['p50'] for c in calls):.0f} / {max(c['p95'] for c in calls):.0f} | "
+                      f"{100 * statistics.mean(wers):.1f}%{runs}{note} |", flush=True)
 
 
 def setup_table(args: argparse.Namespace) -> None:
@@ -134,14 +163,20 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=("random", "bursty"), default=["random", "bursty"])
     parser.add_argument("--burst", type=float, default=3.0, help="mean run of lost packets in bursty mode")
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
+    parser.add_argument("--runs", type=int, default=1, help="calls per row (WER: their mean; delay: the worst)")
+    parser.add_argument("--wav", type=Path, nargs="+", help="what the client says (default: bench/passage.py's)")
+    parser.add_argument("--sentences", action="store_true", help="the three test sentences (27 words) instead")
+    parser.add_argument("--gateway-arg", action="append", default=[],
+                        help="more tests/netbed/serve_gateway.py flags, e.g. --gateway-arg=--nack-max-wait-ms=80")
     parser.add_argument("--delay", type=float, default=50)
     parser.add_argument("--jitter", type=float, default=20)
     parser.add_argument("--setups", type=int, default=5, help="set-ups per loss rate and timer choice (0: none)")
     parser.add_argument("--no-audio", action="store_true", help="only the set-up table")
     args = parser.parse_args()
     if not args.no_audio:
+        args.wav = SENTENCES if args.sentences else args.wav or [passage_wav()]
         whisper = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 2)
-        reference = [w for path in WAVS for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
+        reference = [w for path in args.wav for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
         print(f"reference transcript ({len(reference)} words): {' '.join(reference)}\n")
         audio_table(args, whisper, reference)
     if args.setups:

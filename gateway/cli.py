@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from .config import Config, ConfigError, load_config
+from .media.native import announce_config
 from .server.engine_process import EngineProcess, EngineStartError
 from .server.logs import setup_logging
 from .server.parent_death import follow_parent
 from .server.runtime_dir import check_private, make_private_dir
 from .server.signaling import STATE_KEY, create_app
-from .server.worker_pool import socket_path, supervise
+from .server.worker_pool import WorkerCrashLoop, restarts_of, socket_path, supervise
 
 logger = logging.getLogger("gateway")
 
@@ -47,7 +48,7 @@ async def serve(config: Config, argv: Sequence[str]) -> None:
             engine = await stack.enter_async_context(EngineProcess(config))  # one engine, shared by the workers
             config = engine.config  # with the engine's key
         if supervisor:
-            await supervise(argv, config.workers, runtime_dir, stop)
+            await supervise(argv, config.workers, runtime_dir, stop, restarts_of(config))
             return
         if config.worker_index is not None:  # the supervisor's private directory, or refuse
             if config.runtime_dir is None:
@@ -66,6 +67,7 @@ async def serve(config: Config, argv: Sequence[str]) -> None:
         # collector's reach: a full collection over it stalls the event loop, and with it every
         # call's 20 ms pacing, for ~200 ms on this machine class.
         gc.freeze()
+        announce_config(config)  # which media path this process's calls use (MEDIA_PATH)
         shown_host = "localhost" if config.host in ("0.0.0.0", "::") else config.host
         logger.info("gateway ready: %s://%s:%d (upstream: %s%s)", "https" if tls else "http", shown_host,
                     config.port, config.resolved_upstream, f", worker {worker}" if worker is not None else "")
@@ -97,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:  # found while starting (e.g. an unsafe RUNTIME_DIR)
         print(f"realtime-gateway: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except WorkerCrashLoop as exc:  # logged with its cause by the supervisor
+        logger.error("gateway stopped: %s", exc)
+        raise SystemExit(1) from None
     except EngineStartError as exc:
         logger.error("%s", exc)
         raise SystemExit(1) from None

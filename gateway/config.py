@@ -138,17 +138,45 @@ class Config:
     # Who turns the mic's RTP into audio: the gateway's own path (FEC, concealment, no added
     # delay) or aiortc's (fixed 80 ms buffer, no FEC) for comparison.
     receive_path: str = "gateway"
+    # Who moves a call's RTP once DTLS is up: native (C: libsrtp2, batched receive, one pacing
+    # timer for all calls; see media/native/) or python (aiortc's per-packet path). auto: native
+    # when the extension is built (scripts/setup_native.sh), else python with a warning. The
+    # default stays python until native passes the whole suite (20 concurrent calls in one
+    # process still lose a reply: see the native-media notes).
+    media_path: str = "python"
     # What a browser's mic may cost upstream (the own receive path; see media/audio_receiver.py):
     # audio ahead of the wall clock, concealment after the mic's packets stop, new SSRCs followed.
     mic_burst_ms: int = 200
     mic_silence_stop_s: float = 2.0
     mic_max_ssrc_changes: int = 4
+    # RED (RFC 2198) with browsers that offer it, both ways (see webrtc/red_audio.py).
+    red: bool = True
+    # Generic NACK (RFC 4585) for mic packets the sender offered to retransmit: asked for once,
+    # and a gap whose packet was asked for waited for up to this long (see media/nack.py).
+    mic_nack: bool = True
+    mic_nack_max_wait_ms: int = 80
+    # Set-up retransmission timers for lossy links (webrtc/transport_timers.py); off: aiortc's own.
+    fast_setup_timers: bool = True
+    dtls_resend_initial_ms: int = 250
+    dtls_resend_max_ms: int = 1200
+    dtls_resends: int = 8
+    sctp_rto_initial_ms: int = 250
+    sctp_rto_min_ms: int = 250
+    sctp_backoff_max_ms: int = 1000
+    ice_rto_ms: int = 150
 
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (libuv) or asyncio's own; uvloop measured cheaper per call
     # One process per core (aiortc is single-threaded); the parent sets the two below for each.
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     worker_index: int | None = None
+    # A worker that dies is replaced after WORKER_RESTART_BACKOFF (doubling while it keeps dying);
+    # more than WORKER_MAX_RESTARTS deaths within WORKER_RESTART_WINDOW stop the gateway (0 = the
+    # first death does). The supervisor tells each replacement how many came before it.
+    worker_max_restarts: int = 5
+    worker_restart_window_s: float = 60.0
+    worker_restart_backoff_s: float = 1.0
+    worker_restarts: int = 0
     # Workers' private sockets and shared admission store: a fresh 0700 directory inside this one
     # (checked: ours, not group/world-writable); None = inside the system's temporary directory.
     runtime_dir: Path | None = None
@@ -184,6 +212,17 @@ class Config:
                f"must be between 10 and TOKEN_MAX_TTL ({self.token_max_ttl_s}), not {self.token_ttl_s}")
         _check(self.max_calls > 0, "MAX_CALLS", "must be > 0")
         _check(1 <= self.workers <= 64, "WORKERS", f"must be 1-64, not {self.workers}")
+        _check(0 <= self.worker_max_restarts <= 1000, "WORKER_MAX_RESTARTS",
+               f"must be 0-1000 (0 = a dying worker stops the gateway), not {self.worker_max_restarts}")
+        _check(1 <= self.worker_restart_window_s <= 86400, "WORKER_RESTART_WINDOW", "must be 1-86400 s")
+        _check(0 <= self.worker_restart_backoff_s <= 60, "WORKER_RESTART_BACKOFF", "must be 0-60 s")
+        _check(self.worker_restarts >= 0, "WORKER_RESTARTS", "must be >= 0")
+        _check(self.media_path in ("auto", "native", "python"), "MEDIA_PATH",
+               f"must be auto, native or python, not {self.media_path!r}")
+        if self.media_path == "native":
+            from .media.native import available as native_unavailable
+            problem = native_unavailable()
+            _check(problem is None, "MEDIA_PATH", f"is native, but {problem}")
         _check(self.event_loop in ("uvloop", "asyncio"), "EVENT_LOOP", f"must be uvloop or asyncio, not {self.event_loop!r}")
         _check(self.rate_limit_per_minute > 0, "RATE_LIMIT", "must be > 0")
         for cidr in self.trusted_proxies:
@@ -218,6 +257,20 @@ class Config:
                f"must be 0.5-60 s, not {self.mic_silence_stop_s}")
         _check(0 <= self.mic_max_ssrc_changes <= 100, "MIC_MAX_SSRC_CHANGES",
                f"must be 0-100, not {self.mic_max_ssrc_changes}")
+        _check(0 <= self.mic_nack_max_wait_ms <= 500, "MIC_NACK_MAX_WAIT_MS",
+               f"must be 0-500, not {self.mic_nack_max_wait_ms}")
+        for name, value, low, high in (("DTLS_RESEND_INITIAL_MS", self.dtls_resend_initial_ms, 50, 1000),
+                                       ("DTLS_RESEND_MAX_MS", self.dtls_resend_max_ms, 50, 10000),
+                                       ("DTLS_RESENDS", self.dtls_resends, 0, 30),
+                                       ("SCTP_RTO_INITIAL_MS", self.sctp_rto_initial_ms, 50, 3000),
+                                       ("SCTP_RTO_MIN_MS", self.sctp_rto_min_ms, 50, 1000),
+                                       ("SCTP_BACKOFF_MAX_MS", self.sctp_backoff_max_ms, 100, 60000),
+                                       ("ICE_RTO_MS", self.ice_rto_ms, 50, 500)):
+            _check(low <= value <= high, name, f"must be {low}-{high}, not {value}")
+        _check(self.dtls_resend_max_ms >= self.dtls_resend_initial_ms, "DTLS_RESEND_MAX_MS",
+               "must be >= DTLS_RESEND_INITIAL_MS")
+        _check(self.sctp_rto_min_ms <= self.sctp_rto_initial_ms <= self.sctp_backoff_max_ms, "SCTP_RTO_INITIAL_MS",
+               "must be between SCTP_RTO_MIN_MS and SCTP_BACKOFF_MAX_MS")
         _check(1 <= self.playout_max_queued_s <= 3600, "PLAYOUT_MAX_QUEUED", "must be 1-3600 s")
         _check(self.upstream_max_queued_events >= 16, "UPSTREAM_MAX_QUEUED_EVENTS", "must be >= 16")
         _check(self.upstream_max_queued_bytes >= 128 * 1024, "UPSTREAM_MAX_QUEUED_BYTES",
@@ -244,6 +297,14 @@ class Config:
                "ICE_TRANSPORT_POLICY", "relay needs a turn: URL in ICE_SERVERS")
         _check(60 <= self.turn_credential_ttl_s <= 7 * 86400, "TURN_CREDENTIAL_TTL",
                f"must be between 60 s and a week, not {self.turn_credential_ttl_s}")
+
+    @property
+    def resolved_media_path(self) -> str:
+        """auto means native when the extension is built here, else python."""
+        if self.media_path == "auto":
+            from .media.native import available as native_unavailable
+            return "native" if native_unavailable() is None else "python"
+        return self.media_path
 
     @property
     def resolved_upstream(self) -> str:
@@ -421,15 +482,46 @@ _SETTINGS: tuple[_Setting, ...] = (
              "bytes of client events that may wait for a stalled upstream"),
     _Setting("--receive-path", "RECEIVE_PATH", "receive_path", str,
              "gateway (own jitter buffer, Opus FEC/concealment) or aiortc"),
+    _Setting("--media-path", "MEDIA_PATH", "media_path", str,
+             "python (default: aiortc's), native (C RTP/SRTP pump) or auto (native if built, else python)"),
     _Setting("--mic-burst-ms", "MIC_BURST_MS", "mic_burst_ms", int,
              "mic audio (ms) the upstream may receive ahead of the wall clock; beyond it frames are dropped"),
     _Setting("--mic-silence-stop", "MIC_SILENCE_STOP", "mic_silence_stop_s", float,
              "seconds without mic packets after which no more concealment is sent upstream"),
     _Setting("--mic-max-ssrc-changes", "MIC_MAX_SSRC_CHANGES", "mic_max_ssrc_changes", int,
              "new mic SSRCs a browser connection may switch to; later ones are ignored"),
+    _Setting("--red", "RED", "red", _bool,
+             "RED audio redundancy (RFC 2198) both ways with browsers that offer it (false: plain Opus)"),
+    _Setting("--mic-nack", "MIC_NACK", "mic_nack", _bool,
+             "ask senders that offer NACK for audio to resend lost mic packets (RFC 4585)"),
+    _Setting("--mic-nack-max-wait-ms", "MIC_NACK_MAX_WAIT_MS", "mic_nack_max_wait_ms", int,
+             "longest wait (ms) for a resent mic packet before concealing it (0: ask, never wait)"),
+    _Setting("--fast-setup-timers", "FAST_SETUP_TIMERS", "fast_setup_timers", _bool,
+             "DTLS/SCTP/ICE retransmission timers for lossy links (false: aiortc's own, 1 s/3 s/0.5 s)"),
+    _Setting("--dtls-resend-initial-ms", "DTLS_RESEND_INITIAL_MS", "dtls_resend_initial_ms", int,
+             "ms before our DTLS handshake flight is sent again (doubling)"),
+    _Setting("--dtls-resend-max-ms", "DTLS_RESEND_MAX_MS", "dtls_resend_max_ms", int,
+             "longest ms between DTLS flight resends"),
+    _Setting("--dtls-resends", "DTLS_RESENDS", "dtls_resends", int, "resends of one DTLS flight, at most"),
+    _Setting("--sctp-rto-initial-ms", "SCTP_RTO_INITIAL_MS", "sctp_rto_initial_ms", int,
+             "SCTP retransmission timeout (ms) before the first RTT sample (aiortc: 3000)"),
+    _Setting("--sctp-rto-min-ms", "SCTP_RTO_MIN_MS", "sctp_rto_min_ms", int,
+             "smallest SCTP retransmission timeout (ms) (aiortc: 1000)"),
+    _Setting("--sctp-backoff-max-ms", "SCTP_BACKOFF_MAX_MS", "sctp_backoff_max_ms", int,
+             "longest SCTP retransmission timeout (ms) while backing off before the first RTT sample"),
+    _Setting("--ice-rto-ms", "ICE_RTO_MS", "ice_rto_ms", int,
+             "ms before an ICE connectivity check is retransmitted (doubling; aioice: 500)"),
     _Setting("--event-loop", "EVENT_LOOP", "event_loop", str, "uvloop (default) or asyncio"),
     _Setting("--workers", "WORKERS", "workers", int, "gateway processes (default: one per CPU core)"),
     _Setting("--worker-index", "WORKER_INDEX", "worker_index", int, "internal: this process's worker number"),
+    _Setting("--worker-max-restarts", "WORKER_MAX_RESTARTS", "worker_max_restarts", int,
+             "worker deaths within WORKER_RESTART_WINDOW that are replaced; one more stops the gateway (0 = none)"),
+    _Setting("--worker-restart-window", "WORKER_RESTART_WINDOW", "worker_restart_window_s", float,
+             "seconds over which worker deaths are counted towards WORKER_MAX_RESTARTS"),
+    _Setting("--worker-restart-backoff", "WORKER_RESTART_BACKOFF", "worker_restart_backoff_s", float,
+             "seconds before a dead worker is replaced (doubled while it keeps dying, at most 30 s)"),
+    _Setting("--worker-restarts", "WORKER_RESTARTS", "worker_restarts", int,
+             "internal: how many times the supervisor has replaced this worker"),
     _Setting("--runtime-dir", "RUNTIME_DIR", "runtime_dir", _path,
              "directory (ours, not group/world-writable) for the workers' private sockets (default: system temp)"),
     _Setting("--instance-id", "INSTANCE_ID", "instance_id", str,

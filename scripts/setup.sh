@@ -28,6 +28,7 @@ case "$mode" in
   test) areas="codec engine net turn browser cluster" ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
+areas="native $areas"  # the native media path (MEDIA_PATH=native) is built in both modes
 for area in $areas; do
   script="$root/scripts/setup_$area.sh"
   if [ -f "$script" ]; then

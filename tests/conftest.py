@@ -48,7 +48,8 @@ ENGINE_TEST_KEY = "engine-test-key-0123456789"  # the test engine's ENGINE_API_K
 def gateway_config(**overrides: Any) -> Config:
     values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key", engine_api_key=ENGINE_TEST_KEY,
                                   host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60,
-                                  rate_limit_per_minute=100_000, max_calls_per_client=0)
+                                  rate_limit_per_minute=100_000, max_calls_per_client=0,
+                                  media_path=os.environ.get("MEDIA_PATH", "python"))  # the suite on either path
     values.update(overrides)
     return Config(**values)
 
@@ -92,6 +93,17 @@ async def make_gateway(fake_upstream: FakeRealtimeServer) -> AsyncIterator[Gatew
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
     return await make_gateway()
+
+
+@pytest.fixture(params=["native", "python"])
+def media_path(request: pytest.FixtureRequest) -> str:
+    """Both media paths (MEDIA_PATH); native is skipped where the extension is not built."""
+    if request.param == "native":
+        from gateway.media.native import available
+
+        if (problem := available()) is not None:
+            pytest.skip(problem)
+    return str(request.param)
 
 
 async def wait_healthy(url: str, timeout: float = 20.0) -> None:

@@ -75,6 +75,38 @@ class MicTrack(MediaStreamTrack):
         return frame
 
 
+class TrackListener:
+    """What a peer hears: every frame of a received audio track, as 20 ms of mono PCM with its
+    arrival time, until the track ends."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
+        self._task: asyncio.Task[None] | None = None
+
+    def listen(self, track: MediaStreamTrack) -> None:
+        """Record ``track`` (a peer connection's ``track`` handler); only the first audio track."""
+        if track.kind == "audio" and self._task is None:
+            self._task = asyncio.create_task(self._listen(track))
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.heard.append((time.monotonic(), mono(frame).copy()))
+        except MediaStreamError:
+            pass
+
+    def between(self, start: float, end: float = float("inf")) -> np.ndarray:
+        """What arrived from ``start`` until ``end`` (monotonic times), as one PCM array."""
+        frames = [pcm for when, pcm in self.heard if start <= when < end]
+        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class ClientPeer:
     def __init__(self, base_url: str, *, configuration: RTCConfiguration | None = None,
                  packetize: Callable[[np.ndarray, int], Any] | None = None, relay_only: bool = False) -> None:
@@ -83,22 +115,21 @@ class ClientPeer:
         self._configuration = configuration
         self._relay_only = relay_only
         self.mic = MicTrack(packetize)
+        self.ears = TrackListener()
         self.pc = RTCPeerConnection(configuration or RTCConfiguration())
         self._setup_pc()
         self.events: list[dict[str, Any]] = []
         self.schema_problems: list[str] = []  # every event is checked against openai's GA types
-        self.heard: list[tuple[float, np.ndarray]] = []  # (arrival monotonic time, 20 ms mono frame)
         self.location: str | None = None
         self.resume_token: str | None = None
         self.secret: dict[str, Any] | None = None
         self._event_arrived = asyncio.Event()
-        self._listen_task: asyncio.Task[None] | None = None
 
     def _setup_pc(self) -> None:
         self.pc.addTrack(self.mic)
         self.channel = self.pc.createDataChannel("oai-events")
         self.channel.on("message", self._on_message)
-        self.pc.on("track", self._on_track)
+        self.pc.on("track", self.ears.listen)
 
     # --- signaling ---------------------------------------------------------------------------
 
@@ -151,9 +182,7 @@ class ClientPeer:
     async def close(self) -> None:
         """Close the peer and fail the test if any event broke the GA schema."""
         await self.pc.close()
-        if self._listen_task is not None:
-            self._listen_task.cancel()
-            await asyncio.gather(self._listen_task, return_exceptions=True)
+        await self.ears.stop()
         assert not self.schema_problems, f"events not valid per openai's GA types: {self.schema_problems}"
 
     # --- events ------------------------------------------------------------------------------
@@ -198,18 +227,10 @@ class ClientPeer:
 
     # --- audio -------------------------------------------------------------------------------
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and self._listen_task is None:
-            self._listen_task = asyncio.create_task(self._listen(track))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                self.heard.append((time.monotonic(), mono(frame).copy()))
-        except MediaStreamError:
-            pass
+    @property
+    def heard(self) -> list[tuple[float, np.ndarray]]:
+        """(arrival monotonic time, 20 ms mono frame) of everything the gateway sent."""
+        return self.ears.heard
 
     def heard_between(self, start: float, end: float = float("inf")) -> np.ndarray:
-        frames = [pcm for when, pcm in self.heard if start <= when < end]
-        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
+        return self.ears.between(start, end)

@@ -11,23 +11,20 @@ import time
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from examples import attach_to_peer_connection, mount_in_aiohttp
 from gateway.api import attach
 from gateway.config import Config
-from gateway.media.inbound_audio import mono
 from gateway.server.signaling import STATE_KEY
-from tests.audio_tools import active_segments, pitch, rms, voiced
+from tests.audio_tools import pitch, rms, voiced
 from tests.conftest import gateway_config
 from tests.fake_upstream import FakeRealtimeServer
-from tests.peers import ClientPeer, MicTrack
+from tests.peers import ClientPeer, MicTrack, TrackListener
 from tests.schema import server_event_problem
-from tests.server.test_call import speak
+from tests.server.test_call import turn, voice_of
 
 WEB_ROOT = Config().web_root
 
@@ -38,14 +35,6 @@ async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return f"http://127.0.0.1:{runner.addresses[0][1]}", runner
-
-
-def voice_of(heard: np.ndarray, rate: int = 48000) -> np.ndarray:
-    """The first stretch of sound in what a peer heard (fails if there is none)."""
-    segments = active_segments(heard, rate)
-    assert segments, "nothing was heard"
-    start, end = segments[0]
-    return heard[int(start * rate):int(end * rate)]
 
 
 # --- mount -----------------------------------------------------------------------------------
@@ -71,9 +60,7 @@ async def test_mounted_gateway_leaves_the_application_its_routes_and_middleware(
         await peer.channel_open()
         created = await peer.wait_for("session.created")
         assert created["session"]["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
-        spoken = time.monotonic()
-        await speak(peer)
-        await peer.wait_for("output_audio_buffer.stopped", timeout=15)
+        spoken = await turn(peer)
         speech = voice_of(peer.heard_between(spoken))
         assert rms(speech) > 1000
         assert pitch(speech, 48000) == pytest.approx(fake_upstream.behaviour.reply_pitch_hz, rel=0.03)
@@ -107,20 +94,8 @@ class RemotePeer:
         self.pc = RTCPeerConnection()
         self.mic = MicTrack()
         self.pc.addTrack(self.mic)
-        self.heard: list[tuple[float, np.ndarray]] = []
-        self._listening: asyncio.Task[None] | None = None
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._listening = asyncio.create_task(self._listen(track))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                self.heard.append((time.monotonic(), mono(frame).copy()))
-        except MediaStreamError:
-            pass
+        self.ears = TrackListener()
+        self.pc.on("track", self.ears.listen)
 
     async def call(self, url: str) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -129,15 +104,9 @@ class RemotePeer:
             answer = await response.text()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
-    def heard_between(self, start: float, end: float = float("inf")) -> np.ndarray:
-        frames = [pcm for when, pcm in self.heard if start <= when < end]
-        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
-
     async def close(self) -> None:
         await self.pc.close()
-        if self._listening is not None:
-            self._listening.cancel()
-            await asyncio.gather(self._listening, return_exceptions=True)
+        await self.ears.stop()
 
 
 async def wait_until(condition: Any, timeout: float = 15.0) -> None:
@@ -162,7 +131,7 @@ async def test_conversation_on_the_applications_own_peer_connection(fake_upstrea
         # The application greets first (session.send): the remote hears it without saying a word.
         await wait_until(lambda: len(transcripts()) == 1 and any(
             e["type"] == "output_audio_buffer.stopped" for e in voice.events))
-        greeting = voice_of(remote.heard_between(called))
+        greeting = voice_of(remote.ears.between(called))
         assert rms(greeting) > 1000
         assert pitch(greeting, 48000) == pytest.approx(fake_upstream.behaviour.reply_pitch_hz, rel=0.03)
         sent = fake_upstream.sessions[-1].events_of("response.create")
@@ -172,7 +141,7 @@ async def test_conversation_on_the_applications_own_peer_connection(fake_upstrea
         spoken = remote.mic.say(voiced(1.2, 180.0, 48000, seed=7))
         await wait_until(lambda: len(transcripts()) == 2 and sum(
             e["type"] == "output_audio_buffer.stopped" for e in voice.events) == 2)
-        answer = voice_of(remote.heard_between(spoken))
+        answer = voice_of(remote.ears.between(spoken))
         assert pitch(answer, 48000) == pytest.approx(fake_upstream.behaviour.reply_pitch_hz, rel=0.03)
         user = [e for e in voice.events if e["type"] == "conversation.item.input_audio_transcription.completed"]
         assert [e["transcript"] for e in user] == [fake_upstream.behaviour.user_transcript]

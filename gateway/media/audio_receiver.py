@@ -22,6 +22,10 @@ sender cannot make aiortc or libsrtp keep state per SSRC either.
 The tap relies on aiortc 1.16 internals (name-mangled attributes of ``RTCRtpReceiver`` and the
 way ``RTCDtlsTransport`` calls it); :func:`check_aiortc_internals` verifies them before a call
 uses them and says how to fall back (``RECEIVE_PATH=aiortc``) if aiortc changed.
+
+With ``MEDIA_PATH=native`` the packets come from :mod:`gateway.media.native` instead
+(:meth:`RtpMicSource.push_native`, a batch at a time), gated by the same :class:`RtpGate` before
+decryption, decrypted and parsed in C; from the jitter buffer on, the path is the same.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from . import red
 from .audio_budget import AudioBudget
 from .inbound_audio import MicFrame
 from .jitter_buffer import JitterBuffer, Origin, Release
+from .nack import NackPolicy
+from .nack_rtcp import NackChannel
 from .opus import OpusDecoder, OpusError, has_inband_fec, packet_samples
 from .rtp import RtpGate, replace_rtp_handler
 
@@ -137,7 +143,8 @@ class RtpMicSource:
     """A :class:`~gateway.media.inbound_audio.MicSource` fed straight from a receiver's RTP packets."""
 
     def __init__(self, receiver: RTCRtpReceiver, *, clock: Callable[[], float] = time.monotonic,
-                 buffer: JitterBuffer | None = None, limits: MicLimits | None = None) -> None:
+                 buffer: JitterBuffer | None = None, limits: MicLimits | None = None,
+                 nack: NackPolicy | None = None) -> None:
         check_aiortc_internals()
         _check_receiver(receiver)
         if receiver._RTCRtpReceiver__kind != "audio":  # type: ignore[attr-defined]
@@ -146,7 +153,8 @@ class RtpMicSource:
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self.buffer = buffer or JitterBuffer(budget=AudioBudget(limits.burst_s), max_stall_s=limits.silence_stop_s,
-                                             duration=packet_samples)
+                                             duration=packet_samples, nack=nack)
+        self._nack = NackChannel(receiver) if nack is not None else None  # the sender resends: ask it
         self._gate = RtpGate(limits.max_ssrc_changes)
         self._warned: set[str] = set()
         self._decoder = OpusDecoder(UPSTREAM_RATE)
@@ -161,11 +169,13 @@ class RtpMicSource:
         self._decode_errors = 0
         self._dropped = 0
         self._red_packets = 0
+        self._native: _NativeView | None = None
+        self._receiver = receiver
         _tap(receiver, self._on_packet, self._on_receiver_stopped, permits=self._permits, follows=self._follows)
 
     @classmethod
     def attach(cls, receiver: Any, *track_and_receiver: Any, clock: Callable[[], float] = time.monotonic,
-               limits: MicLimits | None = None) -> RtpMicSource:
+               limits: MicLimits | None = None, nack: NackPolicy | None = None) -> RtpMicSource:
         """Take over ``receiver``'s audio (before or after the connection started). Also accepts
         the call's ``mic_source(track, receiver)`` signature: the track itself is not needed, its
         frames would come from aiortc's decoder."""
@@ -173,7 +183,7 @@ class RtpMicSource:
             receiver = track_and_receiver[0]
         if not isinstance(receiver, RTCRtpReceiver):
             raise ValueError(f"RtpMicSource needs the mic's RTCRtpReceiver, not {type(receiver).__name__}")
-        return cls(receiver, clock=clock, limits=limits)
+        return cls(receiver, clock=clock, limits=limits, nack=nack)
 
     # --- packets in ----------------------------------------------------------------------------
 
@@ -181,21 +191,82 @@ class RtpMicSource:
         """``copies``: the earlier frames a RED packet carried besides ``packet`` (its primary)."""
         if self._ended:
             return
-        if packet.ssrc != self._ssrc:  # the gate followed a new stream (see _follows)
+        now = self._clock()
+        self._push(packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, copies, now)
+        self._release(now)
+
+    def _push(self, ssrc: int, sequence: int, timestamp: int, payload: bytes, copies: Sequence[red.Frame],
+              now: float) -> None:
+        if ssrc != self._ssrc:  # the gate followed a new stream (see _follows)
             if self._ssrc is not None:
-                logger.info("mic stream changed SSRC %d → %d: new sequence, new decoder", self._ssrc, packet.ssrc)
+                logger.info("mic stream changed SSRC %d → %d: new sequence, new decoder", self._ssrc, ssrc)
                 self.buffer.reset()  # the audio budget carries over: a new SSRC is no fresh allowance
                 self._decoder = OpusDecoder(UPSTREAM_RATE)  # the old one is freed with its last reference
-            self._ssrc = packet.ssrc
-        if has_inband_fec(packet.payload):
+            self._ssrc = ssrc
+        if has_inband_fec(payload):
             self._fec_packets += 1
-        now = self._clock()
         if copies:
             self._red_packets += 1
         for copy in copies:  # before the packet: a gap they fill must not be given up on first
             self.buffer.push(copy.sequence, copy.timestamp, copy.payload, now, redundant=True)
-        self.buffer.push(packet.sequence_number, packet.timestamp, packet.payload, now)
-        self._release(now)
+        self.buffer.push(sequence, timestamp, payload, now)
+        if self._nack is not None:
+            self._nack.send(ssrc, self.buffer.nacks_due(now))
+
+    def push_native(self, packets: Sequence[tuple[int, int, int, int, int, bytes]],
+                    statistics: Callable[[int], dict[str, int] | None]) -> None:
+        """A batch from the native media path (:mod:`gateway.media.native`): ``(ssrc, payload
+        type, sequence, timestamp, marker, payload)`` of packets it has gated with
+        :meth:`permits_ssrc`, decrypted and parsed. Same checks and same jitter buffer as the
+        packets aiortc hands over, one release for the whole batch; the receiver-report
+        statistics the native side kept (``statistics(ssrc)``) go to aiortc's RTCP task."""
+        if self._ended or self._native is None:
+            return
+        native, now = self._native, self._clock()
+        if not native.receiver._enabled:
+            return
+        seen = set()
+        for ssrc, payload_type, sequence, timestamp, marker, payload in packets:
+            codec = native.codecs.get(payload_type)
+            if codec is None or not self._follows(ssrc):
+                continue
+            seen.add(ssrc)
+            mime = codec.mimeType.lower()
+            if mime == "audio/opus":
+                self._push(ssrc, sequence, timestamp, payload, (), now)
+            elif mime == "audio/red":
+                packet = RtpPacket(payload_type=payload_type, marker=marker, sequence_number=sequence,
+                                   timestamp=timestamp, ssrc=ssrc, payload=payload)
+                split = red.split_packet(packet, codec.parameters)
+                if split is not None:
+                    primary, copies = split
+                    self._push(ssrc, primary.sequence_number, primary.timestamp, primary.payload, copies, now)
+        if seen:
+            active = aiortc_clock.current_datetime()
+            for ssrc in seen:
+                native.active[ssrc] = active
+                fields = statistics(ssrc)
+                if fields is not None:
+                    stats = native.streams.get(ssrc)
+                    if stats is None:
+                        stats = native.streams[ssrc] = StreamStatistics(native.clock_rate)
+                    for name, value in fields.items():
+                        setattr(stats, name, value)
+            self._release(now)
+
+    def take_native(self) -> None:
+        """The native media path feeds this source from now on (:meth:`push_native`)."""
+        receiver = self._receiver
+        self._native = _NativeView(receiver, receiver._RTCRtpReceiver__codecs,  # type: ignore[attr-defined]
+                                   receiver._RTCRtpReceiver__remote_streams,  # type: ignore[attr-defined]
+                                   receiver._RTCRtpReceiver__active_ssrc)  # type: ignore[attr-defined]
+
+    def permits_ssrc(self, ssrc: int, now: float) -> bool:
+        """:meth:`_permits` for the native path, which reads the SSRC from the clear header itself."""
+        if self._gate.permits(ssrc, now):
+            return True
+        self._note_refusal()
+        return False
 
     def _permits(self, srtp: bytes) -> bool:
         """Before decryption (the SRTP header is clear text): whether to look at the packet."""
@@ -302,6 +373,8 @@ class RtpMicSource:
         if not self._ended:
             self._log_limits()
         self._ended = True
+        if self._nack is not None:
+            self._nack.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -399,6 +472,17 @@ def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket, Sequence[red.
         stop_decoder()
 
     receiver.receive = receive_then_retire_decoder  # type: ignore[method-assign]
+
+
+@dataclass
+class _NativeView:
+    """What :meth:`RtpMicSource.push_native` keeps of the receiver, as aiortc's handler does."""
+
+    receiver: RTCRtpReceiver
+    codecs: dict[int, Any]
+    streams: dict[int, StreamStatistics]
+    active: dict[int, Any]
+    clock_rate: int = WEBRTC_RATE
 
 
 class _GatedSrtp:

@@ -15,6 +15,9 @@ in order, soon, but not at an exact pace. So here a packet that arrives in order
   still played when it comes (the stream stretches by a frame instead of losing a real one),
   while a burst that was really lost is not concealed twice. A frame whose time passed while
   the event loop was busy elsewhere is not invented late (the packets are likely queued).
+- **Resend** (``nack``: the sender answers RFC 4585 NACKs): each gap's missing packets are
+  asked for once as it opens (:meth:`nacks_due`), and the gap waits past ``wait`` while the
+  resend may still come (:class:`~gateway.media.nack.NackPolicy`, bounded by its ``max_wait``).
 - **Timestamp jump** without a sequence gap (DTX, silence suppression): the skipped time is
   filled with concealment (libopus fades it to silence), minus what a stall already inserted,
   so a second of the caller's timeline stays a second upstream.
@@ -42,15 +45,15 @@ if no packet arrives first.
 from __future__ import annotations
 
 import collections
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from ..core.audio_format import WEBRTC_RATE
-from ..core.stats import percentile
 from .audio_budget import AudioBudget
+from .jitter_types import JitterStats, Origin, Release, StoredPacket, WindowMax
+from .nack import NackPolicy
 from .rtp import extend_sequence
+
+__all__ = ["JitterBuffer", "JitterStats", "Origin", "Release"]
 
 TS_MOD = 1 << 32
 DEFAULT_STEP = 960  # 20 ms
@@ -58,80 +61,15 @@ MAX_STEP = 5760  # 120 ms: the longest Opus packet
 MAX_FILL_FRAMES = 50  # a timestamp jump longer than 1 s is a discontinuity, not silence
 
 
-class Origin(enum.Enum):
-    PACKET = "decoded"
-    FEC = "fec"
-    CONCEAL = "concealed"
-    RED = "red"  # from a copy a later packet carried (RFC 2198), as good as the packet itself
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """One frame to produce: decode ``payload`` (PACKET), rebuild the frame before ``payload``
-    from its FEC (FEC), or conceal ``samples`` (CONCEAL, no payload)."""
-
-    origin: Origin
-    payload: bytes | None
-    samples: int  # duration at 48 kHz (what FEC or concealment must produce)
-    received_at: float  # arrival of the packet used; for concealment, when it was decided
-    inserted: bool = False  # concealment standing for time, not for a missing sequence number
-
-
-class _Packet(NamedTuple):
-    timestamp: int
-    payload: bytes
-    arrival: float
-    redundant: bool = False  # a RED copy, not the packet itself
-
-
-@dataclass
-class JitterStats:
-    """Counters since the stream began (kept across SSRC changes)."""
-
-    received: int = 0  # packets pushed, duplicates and late ones included
-    duplicate: int = 0
-    late: int = 0  # came after their frame was rebuilt or concealed: unused
-    decoded: int = 0
-    fec: int = 0  # frames rebuilt from the next packet's in-band FEC
-    concealed: int = 0  # frames invented for missing packets
-    inserted: int = 0  # frames invented for time without packets (stalls, DTX)
-    red: int = 0  # frames rebuilt at full quality from a RED copy in a later packet
-    resyncs: int = 0  # the sender's numbering jumped (restart, long outage)
-    over_budget: int = 0  # frames not released: they would have outrun the wall clock (lying numbering, floods)
-    delays: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=3000))
-
-    def delay_percentile(self, q: float) -> float:
-        """Seconds a received packet was held before its frame left (decoded and FEC frames)."""
-        if not self.delays:
-            return 0.0
-        return percentile(sorted(self.delays), q / 100)
-
-
-class _WindowMax:
-    """Maximum of the values seen in the last ``span`` seconds (monotonic deque, O(1))."""
-
-    def __init__(self, span: float) -> None:
-        self.span = span
-        self._entries: collections.deque[tuple[float, float]] = collections.deque()
-
-    def add(self, now: float, value: float) -> None:
-        while self._entries and self._entries[-1][1] <= value:
-            self._entries.pop()
-        self._entries.append((now, value))
-
-    def get(self, now: float) -> float | None:
-        while self._entries and self._entries[0][0] < now - self.span:
-            self._entries.popleft()
-        return self._entries[0][1] if self._entries else None
-
-
 class JitterBuffer:
     def __init__(self, *, min_wait: float = 0.01, max_wait: float = 0.12, margin: float = 0.005,
                  memory_s: float = 5.0, resync_after: int = 100, budget: AudioBudget | None = None,
-                 max_stall_s: float = 2.0, duration: Callable[[bytes], int | None] | None = None) -> None:
+                 max_stall_s: float = 2.0, duration: Callable[[bytes], int | None] | None = None,
+                 nack: NackPolicy | None = None) -> None:
         """``budget``: what may leave per wall-clock second (kept across :meth:`reset`);
         ``max_stall_s``: how long a stall is bridged with concealment; ``duration``: the 48 kHz
-        samples a payload decodes to (None: unknown), so a packet is paid for by what it holds."""
+        samples a payload decodes to (None: unknown), so a packet is paid for by what it holds;
+        ``nack``: the sender resends on NACK (see :meth:`nacks_due`), so a gap may wait for it."""
         self.min_wait = min_wait
         self.max_wait = max_wait
         self.margin = margin
@@ -139,9 +77,10 @@ class JitterBuffer:
         self.budget = budget or AudioBudget()
         self.max_stall_s = max_stall_s
         self._duration = duration
+        self.nack = nack
         self.stats = JitterStats()
-        self._lateness = _WindowMax(memory_s)
-        self._packets: dict[int, _Packet] = {}  # extended sequence number → packet
+        self._lateness = WindowMax(memory_s)
+        self._packets: dict[int, StoredPacket] = {}  # extended sequence number → packet
         self._next: int | None = None  # extended sequence number due next
         self._highest: int | None = None
         self._first: int | None = None
@@ -185,24 +124,27 @@ class JitterBuffer:
             self._store(*candidate)
         self._candidate = None
         assert self._next is not None  # set by _start or _resync above
+        resent = self.nack is not None and self.nack.arrived(ext, now)
         if ext < self._next:
-            self._arrived_too_late(ext, now)
+            self._arrived_too_late(ext, now, resent)
             return
         if ext in self._packets and not self._packets[ext].redundant:  # (the packet replaces its RED copy)
             self.stats.duplicate += 1
             return
-        if ext == self._next and (self._packets or self._overdue_since is not None):
+        if ext == self._next and not resent and (self._packets or self._overdue_since is not None):
             self._lateness.add(now, now - self._gap_start())  # reordered or delayed, still in time
-        self._store(ext, timestamp, payload, now)
+        self._store(ext, timestamp, payload, now, resent)
 
     def _push_copy(self, seq: int, timestamp: int, payload: bytes, now: float) -> None:
         if self._next is None or self._highest is None:
             return  # no stream yet: the packet carrying the copy starts it
         ext = self._extend(seq)
         if self._next <= ext <= self._next + self.resync_after and ext not in self._packets:
-            self._packets[ext] = _Packet(timestamp, payload, now, True)
+            self._packets[ext] = StoredPacket(timestamp, payload, now, True)
+            if self.nack is not None:
+                self.nack.filled(ext)
 
-    def _store(self, ext: int, timestamp: int, payload: bytes, now: float) -> None:
+    def _store(self, ext: int, timestamp: int, payload: bytes, now: float, resent: bool = False) -> None:
         newest = self._newest
         if newest is not None and ext == newest[0] + 1:
             difference = (timestamp - newest[1]) % TS_MOD
@@ -210,8 +152,11 @@ class JitterBuffer:
                 self._step = difference  # packet duration, learnt from consecutive packets
         if newest is None or ext > newest[0]:
             self._newest = (ext, timestamp)
-        self._packets[ext] = _Packet(timestamp, payload, now)
-        if ext > self._highest:  # type: ignore[operator]
+        self._packets[ext] = StoredPacket(timestamp, payload, now, resent=resent)
+        assert self._highest is not None
+        if ext > self._highest:
+            if self.nack is not None:
+                self.nack.missing(self._highest + 1, ext - 1, self._packets)
             self._highest = ext
         self._last_arrival = now
         self._stalled = 0
@@ -225,15 +170,14 @@ class JitterBuffer:
 
     def _resync(self, ext: int) -> None:
         self.stats.resyncs += 1
-        self._numbered_before = self.packets_sent
-        self._packets.clear()
-        self._given_up.clear()
-        self._played_ts = self._overdue_since = self._newest = None
-        self._credit = 0
+        self._forget()
         self._start(ext)
 
-    def _arrived_too_late(self, ext: int, now: float) -> None:
+    def _arrived_too_late(self, ext: int, now: float, resent: bool) -> None:
         gave_up = self._given_up.pop(ext, None)
+        if resent:  # a resend too slow for its frame: the NACK policy learnt from it, not the reorder wait
+            self.stats.late += gave_up is not None
+            return
         if gave_up is None and ext in self._from_copy:
             return  # reordered: its RED copy already played it
         if gave_up is None:  # already played from its own packet
@@ -245,13 +189,19 @@ class JitterBuffer:
 
     def reset(self) -> None:
         """A new stream (SSRC change): forget sequence state, keep statistics and learnt jitter."""
+        self._forget()
+        self._next = self._highest = self._first = self._candidate = None
+        self._stalled = 0
+        self._stretch_s = 0.0
+
+    def _forget(self) -> None:
         self._numbered_before = self.packets_sent
         self._packets.clear()
         self._given_up.clear()
-        self._next = self._highest = self._first = self._played_ts = self._overdue_since = None
-        self._newest = self._candidate = None
-        self._stalled = self._credit = 0
-        self._stretch_s = 0.0
+        if self.nack is not None:
+            self.nack.clear()
+        self._played_ts = self._overdue_since = self._newest = None
+        self._credit = 0
 
     @property
     def packets_sent(self) -> int:
@@ -278,6 +228,25 @@ class JitterBuffer:
     def frame_s(self) -> float:
         return self._step / WEBRTC_RATE
 
+    def nacks_due(self, now: float) -> list[int]:
+        """Sequence numbers to ask the sender for again now (RFC 4585 generic NACK), if it resends."""
+        if self.nack is None:
+            return []
+        due = self.nack.take_due(now)
+        self.stats.nacked += len(due)
+        return due
+
+    def _gap_deadline(self) -> float:
+        """When the gap at the packet due next is given up on: ``wait`` after it opened, or later
+        while a resend asked for may still come."""
+        start = self._gap_start()
+        until = start + self.wait
+        if self.nack is not None and self._next is not None:
+            held = self.nack.hold_until(self._next, start, self._now)
+            if held is not None:
+                until = max(until, held)
+        return until
+
     def _gap_start(self) -> float:
         """Since when the packet due next has been missed."""
         start = min(p.arrival for p in self._packets.values()) if self._packets else self._now
@@ -288,7 +257,7 @@ class JitterBuffer:
         if self._next is None:
             return None
         if self._packets:
-            return self._last_arrival if self._next in self._packets else self._gap_start() + self.wait
+            return self._last_arrival if self._next in self._packets else self._gap_deadline()
         stall_at = self._stall_at()
         return None if stall_at > self._last_arrival + self.max_stall_s else stall_at
 
@@ -315,6 +284,7 @@ class JitterBuffer:
                         self._from_copy.append(self._next)
                     else:
                         stats.decoded += 1
+                        stats.resent += packet.resent
                     stats.delays.append(now - packet.arrival)
                 else:
                     stats.over_budget += 1
@@ -322,7 +292,7 @@ class JitterBuffer:
                 self._advance()
                 continue
             if self._packets:  # a gap: wait for the missing packet, then rebuild or conceal it
-                if now < self._gap_start() + self.wait:
+                if now < self._gap_deadline():
                     break
                 following = self._packets.get(self._next + 1)
                 if following is not None:  # real audio, even if a stall already stood for its time
@@ -398,7 +368,7 @@ class JitterBuffer:
         if self._played_ts is not None:
             self._played_ts = (self._played_ts + more * self._step) % TS_MOD
 
-    def _fill_timestamp_jump(self, packet: _Packet, out: list[Release], now: float) -> None:
+    def _fill_timestamp_jump(self, packet: StoredPacket, out: list[Release], now: float) -> None:
         """Time the sender skipped (DTX) becomes concealment, less what a stall inserted.
 
         The fill pays for time that passed before the packet came (the stall began only

@@ -6,7 +6,9 @@ writer, mic pump, ICE watchdog — and tears everything down when any of them en
 the peer disappears, or when :meth:`Call.end` is called (DELETE, shutdown). Decisions belong to
 the sans-I/O core — :class:`~gateway.core.conversation.Conversation` for the Realtime events,
 :class:`~gateway.core.call_state.CallState` for the browser's connections, data channel and mic
-backlog; this module only moves data and supplies the clock.
+backlog; this module only moves data and supplies the clock. The browser's successive
+connections (resume) are :class:`~.call_peers.CallPeers`; what the call reports at hang-up is
+:class:`~.call_summary.CallSummary`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -26,7 +27,6 @@ from ..config import Config
 from ..core.audio_format import UPSTREAM_RATE
 from ..core.call_state import CallLimits, CallState
 from ..core.conversation import Conversation, State
-from ..core.errors import Conflict, NotFound
 from ..core.events import Event, append_message, dumps, error_event
 from ..core.policy import SessionPolicy
 from ..core.stats import percentiles
@@ -34,8 +34,12 @@ from ..media.inbound_audio import MicFrame
 from ..realtime.upstream_link import LinkFailed, UpstreamLink
 from ..webrtc.browser_peer import BrowserPeer, MicFactory
 from ..webrtc.ice import IceServers
+from .call_peers import CallPeers
+from .call_summary import CallSummary
 from .metrics import GatewayMetrics
 from .worker_pool import tag
+
+__all__ = ["Call", "CallSummary", "Observer", "new_resume_token"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,44 +50,8 @@ class _HangUp(Exception):
     """Raised inside the call's TaskGroup to cancel every task of the call."""
 
 
-@dataclass
-class CallSummary:
-    """What one log line per call reports at hang-up."""
-
-    reason: str
-    duration_s: float
-    upstream_connect_ms: float | None
-    session_ready_ms: float | None
-    turns: int
-    interruptions: int
-    audio_in_s: float
-    audio_out_s: float
-    turn_latency_ms: dict[str, float] = field(default_factory=dict)  # p50 / p90 / max
-    mic_frames: dict[str, int] = field(default_factory=dict)  # by origin: decoded / fec / concealed
-    dropped_frames: int = 0  # mic frames not sent: the upstream was not keeping up
-    reply_dropped_s: float = 0.0  # model audio beyond the playout queue's bound, never played
-    refused_events: int = 0  # client events refused because the upstream send queue was full
-    jitter_buffer_ms: dict[str, float] = field(default_factory=dict)  # p50 / p95 of held-back delay
-
-    def log_line(self) -> str:
-        def fmt(values: dict[str, float]) -> str:
-            return "/".join(f"{v:.0f}" for v in values.values()) or "-"
-
-        return (f"call ended: reason={self.reason} duration={self.duration_s:.1f}s turns={self.turns} "
-                f"interruptions={self.interruptions} audio_in={self.audio_in_s:.1f}s "
-                f"audio_out={self.audio_out_s:.1f}s turn_latency_ms(p50/p90/max)={fmt(self.turn_latency_ms)} "
-                f"mic_frames={self.mic_frames or '-'} dropped_frames={self.dropped_frames} "
-                f"reply_dropped={self.reply_dropped_s:.1f}s refused_events={self.refused_events} "
-                f"jitter_buffer_ms(p50/p95)={fmt(self.jitter_buffer_ms)} "
-                f"upstream_connect_ms={_ms(self.upstream_connect_ms)} session_ready_ms={_ms(self.session_ready_ms)}")
-
-
 def new_resume_token(prefix: str = "rsm_") -> str:
     return f"{prefix}{secrets.token_urlsafe(24)}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 class Call:
@@ -106,17 +74,13 @@ class Call:
         self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
         self._observers: list[Observer] = []  # the application's side (sideband): see add_observer
         self._peer_factory = peer_factory
-        self._peer = self._new_peer()
-        self._next_peer: BrowserPeer | None = None  # a resumed connection waiting to take over
-        self._resuming = False  # a resume is answering its offer
-        self._resumed = asyncio.Event()
         self._state = CallState(CallLimits(resume_grace_s=config.resume_grace_s), self._started)
+        self._ended = asyncio.Event()
+        self._peers = CallPeers(self._new_peer, self._state, config, self._ended)
         self._resume_prefix = tag("rsm_", config.worker_index, config.instance_id)
         self.resume_token = new_resume_token(self._resume_prefix)
-        self._ended = asyncio.Event()
         self.end_reason: str | None = None
         self.lingering_close: asyncio.Future[Any] | None = None  # a close that outlived the call
-        self._lingering: list[asyncio.Future[None]] = []
         self._end_error: Event | None = None
         self._session_ready_ms: float | None = None
         self._audio_in_samples = 0
@@ -128,6 +92,11 @@ class Call:
         return self._peer_factory(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
                                   on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
                                   metrics=self._metrics, started=self._started, mic_source=self._mic_source)
+
+    @property
+    def _peer(self) -> BrowserPeer:
+        """The browser's current connection."""
+        return self._peers.current
 
     @property
     def pc(self) -> RTCPeerConnection:
@@ -149,51 +118,15 @@ class Call:
         return answer
 
     async def add_remote_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
-        await (self._next_peer or self._peer).add_remote_candidates(candidates)
+        await self._peers.latest.add_remote_candidates(candidates)
 
     async def resume(self, offer_sdp: str) -> str:
-        """A new connection from the same browser (its network changed): it takes over the call,
-        its conversation and its upstream session, and gets a fresh resume token.
-
-        Only a *suspended* call is taken over — its browser vanished and the call waits for it
-        (``CallState.suspended``) — so a leaked resume token cannot steal a live call (409
-        ``call_not_suspended``; the browser retries until the gateway has noticed its loss,
-        within ``PEER_TIMEOUT``). One resume at a time (409 ``resume_in_progress``), and one
-        that loses the race with a hang-up closes its new connection and answers 404.
-        """
-        self._check_resumable()
-        self._resuming = True
-        try:
-            peer = self._new_peer()
-            try:
-                answer = await self._accept(peer, offer_sdp)
-            except BaseException:
-                await peer.close()
-                raise
-        finally:
-            self._resuming = False
-        try:
-            self._check_resumable()  # the call may have ended, or come back, while we answered
-        except (Conflict, NotFound):
-            await self._retire(peer)
-            raise
-        self._next_peer = peer
+        """A new connection from the same browser takes over the call, its conversation and its
+        upstream session (see :meth:`.CallPeers.resume` for when it may), with a fresh resume token."""
+        answer = await self._peers.resume(offer_sdp, self._accept)
         self.resume_token = new_resume_token(self._resume_prefix)
-        self._resumed.set()
         logger.info("call resumed on a new connection")
         return answer
-
-    def _check_resumable(self) -> None:
-        if self.ended:
-            raise NotFound("This call has ended; start a new one.", code="call_not_found")
-        if self._resuming or self._next_peer is not None:
-            raise Conflict("Another connection is resuming this call right now.", code="resume_in_progress",
-                           headers={"Retry-After": "1"})
-        if not self._state.suspended:
-            raise Conflict("This call's browser is still connected: a resume token only brings back a call whose "
-                           "connection was lost (the gateway notices within "
-                           f"{self._config.peer_timeout_s:g} s).", code="call_not_suspended",
-                           headers={"Retry-After": "1"})
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -245,50 +178,17 @@ class Call:
             code="call_duration_exceeded"))
 
     async def _serve_peers(self) -> None:
-        """One browser connection after another: a vanished one may be resumed within the grace."""
-        while True:
-            peer = self._peer
-            reason = await peer.run()
-            await self._retire(peer)
-            if self._next_peer is not None:
-                self._take_next_peer()
-                continue
-            if not self._state.peer_ended(reason, peer.connected_once):
-                self.end(reason)
-                return
-            logger.info("browser connection lost (%s): the call waits %.0f s for it to resume", reason,
-                        self._config.resume_grace_s)
-            self.conversation.peer_lost(time.monotonic())
-            self._flush()
-            try:
-                await asyncio.wait_for(self._resumed.wait(), self._config.resume_grace_s)
-            except TimeoutError:
-                self.end(reason)
-                return
-            self._take_next_peer()
+        self.end(await self._peers.serve(self._peer_lost))
 
-    def _take_next_peer(self) -> None:
-        assert self._next_peer is not None
-        self._peer, self._next_peer = self._next_peer, None
-        self._resumed.clear()
-        for event in self._state.resumed():
-            self._peer.send(event)
-
-    async def _retire(self, peer: BrowserPeer) -> None:
-        await peer.close()
-        if peer.lingering_close is not None:
-            self._lingering.append(peer.lingering_close)
+    def _peer_lost(self) -> None:
+        """The browser vanished and the call waits for it to resume."""
+        self.conversation.peer_lost(time.monotonic())
+        self._flush()
 
     async def _teardown(self) -> None:
-        peer = self._peer
-        if self._end_error is not None and not self._state.suspended:
-            await peer.say_goodbye(self._end_error)
-        await self._retire(peer)
-        if self._next_peer is not None:
-            await self._retire(self._next_peer)
-        pending = [future for future in self._lingering if not future.done()]
-        if pending:
-            self.lingering_close = asyncio.ensure_future(asyncio.gather(*pending, return_exceptions=True))
+        lingering = await self._peers.close(self._end_error)
+        if lingering is not None:
+            self.lingering_close = lingering
 
     def _summary(self) -> CallSummary:
         stats = self.conversation.stats

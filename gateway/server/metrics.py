@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ..core.turn_stats import Measurements
 
 if TYPE_CHECKING:
-    from .call import CallSummary
+    from .call_summary import CallSummary
 
 _LATENCY_BUCKETS = (0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
                     0.03, 0.04, 0.06, 0.08, 0.16, 0.32)
@@ -22,7 +22,8 @@ _SETUP_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class GatewayMetrics:
-    def __init__(self, worker: str = "0") -> None:
+    def __init__(self, worker: str = "0", *, restarts: int = 0) -> None:
+        """``restarts``: how many workers of this index the supervisor has replaced before this one."""
         self.registry = r = CollectorRegistry(auto_describe=True)
         w = {"worker": worker}
         self.active_calls = Gauge("gateway_active_calls", "Calls in progress", ["worker"], registry=r).labels(**w)
@@ -59,6 +60,11 @@ class GatewayMetrics:
         self.jitter_buffer_delay = Histogram("gateway_jitter_buffer_delay_seconds", "Receive jitter buffer "
                                              "delay per call (median at hang-up)", ["worker"],
                                              buckets=_LATENCY_BUCKETS, registry=r).labels(**w)
+        # Kept by the worker slot, not the process: a replacement starts from its predecessors'
+        # count (the supervisor passes it), so the series of one ``worker`` only ever goes up.
+        self.worker_restarts = Counter("gateway_worker_restarts", "Times this worker's process died and the "
+                                       "supervisor started a new one", ["worker"], registry=r).labels(**w)
+        self.worker_restarts.inc(restarts)
         self._worker = worker
         self._mic_frame_children: dict[str, Any] = {}
         self.inbound_latency = self._added_latency.labels(worker=worker, direction="inbound")

@@ -39,17 +39,19 @@ from ..core.tokens import TokenStore
 from ..webrtc.browser_peer import close_peer
 from ..webrtc.ice import IceServers
 from ..webrtc.sdp import check_offer, parse_sdpfrag
-from .admission import LocalAdmission, RedisAdmission, SharedAdmission, SqliteAdmission, store_path
+from .admission import LocalAdmission, SharedAdmission, SqliteAdmission, store_path
 from .call import Call
 from .call_registry import CallRegistry, new_call_id
 from .client_identity import Client, TrustedProxies, client_of, identity_middleware
 from .cluster import Cluster, redis_client
-from .forwarding import forwarding_middleware
+from .engine_capacity import refuse_if_engine_full
+from .forwarding import Forwarder, forwarding_middleware
 from .http_errors import error_middleware
 from .logs import call_id_var
 from .metrics import GatewayMetrics
 from .metrics_endpoint import MetricsEndpoint
 from .origin import cors_middleware
+from .redis_admission import RedisAdmission
 from .request_bodies import read_json, read_offer, read_sdpfrag
 from .sideband import Sidebands
 from .worker_pool import tag
@@ -167,6 +169,7 @@ async def create_call(request: web.Request) -> web.Response:
     minted = gateway.tokens.redeem(token, time.time())  # a clear 401 before any parsing work
     update = None if session_update is None else _allowed(gateway, session_update, dict(minted.session))
     candidates = check_offer(offer)
+    await refuse_if_engine_full(config)  # before the secret is claimed: nothing to give back
     secret = gateway.tokens.claim(token, time.time())
     spend_shared = gateway.tokens.signed and config.client_secret_reuse == "single"
     call_id = new_call_id(tag("rtc_", config.worker_index, config.instance_id))
@@ -273,7 +276,7 @@ def _admission(config: Config) -> SharedAdmission:
 def create_app(config: Config) -> web.Application:
     middlewares: list[Any] = [identity_middleware(TrustedProxies(config.trusted_proxies)),
                               cors_middleware(config.allowed_origins), error_middleware(config.max_body_bytes)]
-    gateway_metrics = GatewayMetrics(worker=str(config.worker_index or 0))
+    gateway_metrics = GatewayMetrics(worker=str(config.worker_index or 0), restarts=config.worker_restarts)
     admission = _admission(config)
     cluster = Cluster(config, admission if isinstance(admission, RedisAdmission) else None)
     if isinstance(admission, RedisAdmission):
@@ -282,9 +285,10 @@ def create_app(config: Config) -> web.Application:
         shared_up.set(1)
         admission.on_change = lambda up: shared_up.set(1 if up else 0)
     many_instances = config.redis_url is not None or bool(config.instances)
+    forwarder = Forwarder()  # this process's pooled clients towards the owners of calls
     if many_instances or (config.worker_index is not None and config.runtime_dir is not None):
         middlewares.append(forwarding_middleware(  # reach the worker (or instance) owning a call
-            config.worker_index, config.runtime_dir, instance=config.instance_id,
+            forwarder, config.worker_index, config.runtime_dir, instance=config.instance_id,
             peer_url=cluster.url_of if many_instances else None, signed=config.gateway_secret is not None))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     gateway = Gateway(config,
@@ -303,7 +307,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_delete("/v1/realtime/calls/{call_id}", hang_up)
     app.router.add_patch("/v1/realtime/calls/{call_id}", trickle)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hang_up)  # OpenAI's spelling
-    app.router.add_get("/v1/realtime", Sidebands(config, gateway.calls).handle)  # a backend attached to a call
+    app.router.add_get("/v1/realtime", Sidebands(config, gateway.calls, forwarder,  # a backend attached to a call
+                                                 cluster.url_of if many_instances else None).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handle)
     if config.web_root is not None and (config.web_root / "index.html").is_file():
@@ -333,5 +338,6 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(close_calls)
     app.cleanup_ctx.append(check_ice_servers)
     app.cleanup_ctx.append(join_cluster)
+    app.cleanup_ctx.append(forwarder.context)
     app.on_cleanup.append(close_admission)
     return app

@@ -4,6 +4,11 @@ A call has one peer at a time, and may get a new one when the browser's network 
 (see ``Call.resume``). The peer owns what dies with the connection: the peer connection, the
 outbound track, the mic pump, the loss-report follower and the liveness watch, all run by
 :meth:`BrowserPeer.run` in one TaskGroup and cancelled together when it returns.
+
+With ``MEDIA_PATH=native`` the connection's RTP leaves aiortc once it is connected
+(:class:`~gateway.media.native.call_media.NativeCallMedia`): the outbound track is held until
+then, handed to the loop's pacer if the native path takes the call, released to aiortc's sender
+if not (a TURN relay pair, say). The native side is stopped when :meth:`BrowserPeer.run` returns.
 """
 
 from __future__ import annotations
@@ -26,20 +31,25 @@ from ..core.errors import BadRequest
 from ..core.events import Event, dumps
 from ..media.audio_receiver import MicLimits, RtpMicSource
 from ..media.inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
+from ..media.nack import NackPolicy
+from ..media.native import announce_config
+from ..media.native.call_media import NativeCallMedia
 from ..media.outbound_audio import OutboundAudioTrack
 from ..media.outbound_codec import OpusPacketizer, follow_loss_reports
 from ..server.metrics import GatewayMetrics
 from .ice import explain_ice_failure, selected_route
+from .nack_sdp import accept_nack
 from .opus_sdp import request_opus_fec
 from .red_audio import RedPacketizer, accept_red
 from .sdp import tidy_answer
-from .transport_timers import tune_transport_timers
+from .transport_timers import TransportTimers, tune_transport_timers
 
 logger = logging.getLogger(__name__)
 
 DATA_CHANNEL_LABEL = "oai-events"
 MAX_BACKLOG = 500  # events held until the data channel opens
 CLOSE_WAIT_S = 2.0
+NATIVE_START_WAIT_S = 5.0  # connected → aiortc's sender started (it configures the header extensions)
 
 MicFactory = Callable[[MediaStreamTrack, Any], MicSource]
 
@@ -68,10 +78,15 @@ class BrowserPeer:
         self._packetizer = OpusPacketizer()
         self._red = RedPacketizer(self._packetizer)  # plain Opus unless the browser offers RED
         self.outbound = OutboundAudioTrack(next_frame, packetize=self._red, on_gap=metrics.outbound_gap)
+        self.media_path = announce_config(config)
+        self.native: NativeCallMedia | None = None
+        if self.media_path == "native":
+            self.outbound.hold()  # the first frame waits for the path chosen at connection
         self._make_mic = mic_source or (self._own_mic if config.receive_path == "gateway" else TrackMicSource)
         self.mic: MicSource | None = None
         self._sender: RTCRtpSender | None = None
         self._audio_mid: str | None = None
+        self._nack = False  # the mic's sender offered NACK and it was answered
         self._remote_track: tuple[MediaStreamTrack, Any] | None = None
         self._track_ready = asyncio.Event()
         self.channel: RTCDataChannel | None = None
@@ -101,11 +116,14 @@ class BrowserPeer:
             for other in self.pc.getTransceivers():
                 if other is not transceiver:
                     other.direction = "inactive"  # one audio stream per call; extra media is refused
-            red = accept_red(transceiver, offer_sdp) if self._config.receive_path == "gateway" else None
+            own_path = self._config.receive_path == "gateway"
+            red = accept_red(transceiver, offer_sdp) if own_path and self._config.red else None
+            self._nack = own_path and self._config.mic_nack and accept_nack(transceiver, offer_sdp)
             if red is not None:  # RED both ways (the own receive path unpacks it)
                 self._red.enable(red)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            tune_transport_timers(self.pc)
+            if (timers := TransportTimers.from_config(self._config)) is not None:
+                tune_transport_timers(self.pc, timers)
         except BadRequest:
             raise
         except Exception as exc:  # aiortc raises ValueError, KeyError, AttributeError… on odd offers
@@ -174,10 +192,41 @@ class BrowserPeer:
             loss = tasks.create_task(follow_loss_reports(self._sender, self._packetizer.encoder,
                                                          on_report=self._red.follow))
             mic = tasks.create_task(self._run_mic())
-            await self._gone.wait()
-            for task in (watch, loss, mic):
-                task.cancel()
+            native = tasks.create_task(self._run_native())
+            try:
+                await self._gone.wait()
+            finally:
+                for task in (watch, loss, mic, native):
+                    task.cancel()
+                if self.native is not None:
+                    self.native.stop()
         return self.gone_reason
+
+    async def _run_native(self) -> None:
+        """Once connected, the call's RTP moves to the native path (MEDIA_PATH=native), or the
+        outbound track goes to aiortc's sender after all."""
+        if self.media_path != "native":
+            return
+        try:
+            await self._connected.wait()
+            assert self._sender is not None
+            await asyncio.wait_for(self._sender._RTCRtpSender__rtp_started.wait(),  # type: ignore[attr-defined]
+                                   NATIVE_START_WAIT_S)
+            if self._remote_track is not None:
+                while self.mic is None and not self._gone.is_set():
+                    await asyncio.sleep(0)  # _run_mic makes the mic source in its first step
+            transceiver = next(t for t in self.pc.getTransceivers() if t.sender is self._sender)
+            native = NativeCallMedia(transceiver, self.outbound)
+            why = native.start(self.mic if isinstance(self.mic, RtpMicSource) else None)
+        except Exception as exc:  # anything unexpected: the call goes on on the Python path
+            logger.warning("native media path not started (%r): Python path for this call", exc)
+            self.outbound.release()
+            return
+        if why is not None:
+            logger.info("native media path not used for this call (%s): Python path", why)
+            self.outbound.release()
+            return
+        self.native = native
 
     async def _watch(self) -> None:
         """ICE must connect in time, and then the browser's mic must keep flowing.
@@ -209,7 +258,8 @@ class BrowserPeer:
         config = self._config
         limits = MicLimits(burst_s=config.mic_burst_ms / 1000, silence_stop_s=config.mic_silence_stop_s,
                            max_ssrc_changes=config.mic_max_ssrc_changes)
-        return RtpMicSource.attach(track, receiver, limits=limits)
+        nack = NackPolicy(max_wait=config.mic_nack_max_wait_ms / 1000) if self._nack else None
+        return RtpMicSource.attach(track, receiver, limits=limits, nack=nack)
 
     async def _run_mic(self) -> None:
         await self._track_ready.wait()

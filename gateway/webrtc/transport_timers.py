@@ -9,7 +9,7 @@ peer connection only (aiortc's classes and module constants stay as they are):
 
 - **DTLS**: OpenSSL's timer cannot be set through pyOpenSSL, so :class:`DtlsFlightResender`
   sends our last handshake flight again, byte for byte, when no new flight followed it within
-  ``dtls_initial`` s (0.3 s, doubling to ``dtls_max``), until the handshake is over — and, when
+  ``dtls_initial`` s (0.25 s, doubling to ``dtls_max``), until the handshake is over — and, when
   we sent the last flight of the handshake, until the peer's first application data shows it
   arrived. A copy that arrives after the original is discarded by the peer's DTLS replay check
   (so it cannot prompt the peer to repeat its own flight: a lost reply is the peer's resender's
@@ -33,6 +33,9 @@ peer connection only (aiortc's classes and module constants stay as they are):
   A duplicate check is a few dozen bytes; Chromium paces its first checks at ~50 ms itself.
 
 A duplicate never breaks a slow but clean link; it costs a few hundred bytes per set-up.
+The values are settings (:meth:`TransportTimers.from_config`: ``DTLS_RESEND_INITIAL_MS``,
+``DTLS_RESEND_MAX_MS``, ``DTLS_RESENDS``, ``SCTP_RTO_INITIAL_MS``, ``SCTP_RTO_MIN_MS``,
+``SCTP_BACKOFF_MAX_MS``, ``ICE_RTO_MS``; ``FAST_SETUP_TIMERS=false`` leaves aiortc's own).
 What is patched is instance state: ``RTCIceTransport._send``/``_recv`` (already instance attributes),
 ``RTCSctpTransport._rto`` and the instance's ``_update_rto``, and each of the ICE connection's
 STUN protocols' ``transactions`` table (a dict that sets a new transaction's first timeout). :func:`check_timer_internals`
@@ -46,7 +49,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioice import ice as aioice_ice
 from aioice import stun as aioice_stun
@@ -55,6 +58,9 @@ from aiortc import rtcsctptransport as sctp_module
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcsctptransport import Chunk, InitChunk, RTCSctpTransport, serialize_packet
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 logger = logging.getLogger(__name__)
 FLIGHT_GAP_S = 0.005  # with nothing received between, datagrams this close are one flight
@@ -73,6 +79,17 @@ class TransportTimers:
     sctp_rto_min: float = 0.25
     sctp_backoff_max: float = 1.0  # until the first RTT sample
     ice_rto: float = 0.15
+
+    @classmethod
+    def from_config(cls, config: Config) -> TransportTimers | None:
+        """The timers the settings ask for (``FAST_SETUP_TIMERS``, ``DTLS_*``, ``SCTP_*``,
+        ``ICE_RTO_MS``), or None: aiortc's own."""
+        if not config.fast_setup_timers:
+            return None
+        return cls(dtls_initial=config.dtls_resend_initial_ms / 1000, dtls_max=config.dtls_resend_max_ms / 1000,
+                   dtls_resends=config.dtls_resends, sctp_rto_initial=config.sctp_rto_initial_ms / 1000,
+                   sctp_rto_min=config.sctp_rto_min_ms / 1000, sctp_backoff_max=config.sctp_backoff_max_ms / 1000,
+                   ice_rto=config.ice_rto_ms / 1000)
 
 
 @cache

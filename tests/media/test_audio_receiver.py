@@ -121,11 +121,11 @@ def best_correlation(sent: np.ndarray, heard: np.ndarray) -> float:
 
 @pytest.mark.parametrize("loss", [0.0, 0.1])
 async def test_own_path_delivers_fifty_frames_a_second_under_loss(loss: float) -> None:
+    sent = speech()  # read and resampled before listening: inside the window it stalled the loop the frames are timed on
     link = await connect(loss)
     try:
         listening = asyncio.create_task(listen(link, 3.8))
         await asyncio.sleep(0.3)  # connected and flowing
-        sent = speech()
         link.mic.say(sent)
         await listening
         decoder_threads = [t for t in threading.enumerate() if t.name == "audio-decoder"]

@@ -119,3 +119,38 @@ async def test_a_reply_goes_out_at_once_and_sends_stay_on_the_rtp_timeline() -> 
     start = sent[0][0]
     offsets = [t - start - p / 48000 for t, p, _ in sent]  # < 0: sent ahead of the timeline
     assert min(offsets) > -0.045 and offsets[-1] > -0.025, (min(offsets), offsets[-1])
+
+
+async def test_a_held_track_sends_nothing_until_released() -> None:
+    """The native media path decides at connection who paces the track: until then aiortc's
+    sender waits; released, it gets frames as before."""
+    clock = FakeClock()
+    track = make(clock)
+    track.hold()
+    first = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.02)
+    assert not first.done() and clock.emitted == []
+    track.release()
+    await asyncio.wait_for(first, 1)
+    await track.recv()
+    assert len(clock.emitted) == 2 and clock.emitted[1] - clock.emitted[0] == pytest.approx(0.02)
+
+
+async def test_a_handed_over_track_is_paced_through_its_steps_and_forwards_wakes() -> None:
+    clock = FakeClock()
+    track = make(clock)
+    woken: list[bool] = []
+    track.hand_over(lambda: woken.append(True))
+    parked = asyncio.ensure_future(track.recv())  # aiortc's sender: parked for good
+    assert track.due(clock.now) == 0.0
+    track.frame(clock.now)
+    wait = track.due(clock.now + 0.005)
+    assert wait == pytest.approx(0.015)
+    track.wake()  # a reply's first audio: the outside pacer is told, and sends early
+    assert woken == [True]
+    track.woke(clock.now + 0.005)
+    track.frame(clock.now + 0.005)
+    assert track.wakes == 1 and track.due(clock.now + 0.005) == pytest.approx(0.02)  # the clock goes on from the wake
+    await asyncio.sleep(0.01)
+    assert not parked.done()
+    parked.cancel()

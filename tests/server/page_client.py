@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 from aiortc import RTCSessionDescription
@@ -68,9 +68,11 @@ class PageClient:
         return await self.request("POST", "/v1/realtime/calls", data=sdp, headers={
             "Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
 
-    async def start_call(self, peer: ClientPeer, *, hold_back_candidate: bool = False) -> tuple[Answer, Answer, str | None]:
-        """Mint, then offer ``peer``'s SDP: (mint answer, offer answer, the held-back candidate line)."""
-        minted = await self.mint()
+    async def start_call(self, peer: ClientPeer, *, hold_back_candidate: bool = False,
+                         minted: Answer | None = None) -> tuple[Answer, Answer, str | None]:
+        """Mint (unless given ``minted``), then offer ``peer``'s SDP: (mint answer, offer answer,
+        the held-back candidate line)."""
+        minted = minted if minted is not None else await self.mint()
         if minted.status != 200:
             return minted, minted, None
         peer.secret = minted.json()
@@ -106,13 +108,14 @@ class GatewayProcess:
 
 
 async def start_gateway_process(upstream: FakeRealtimeServer, runtime_dir: Path, *flags: str,
-                                workers: int = 2) -> GatewayProcess:
-    """``python -m gateway --workers N`` against ``upstream``, once every worker listens."""
+                                workers: int = 2, stderr: IO[bytes] | None = None) -> GatewayProcess:
+    """``python -m gateway --workers N`` against ``upstream``, once every worker listens
+    (``stderr``: where its log goes; default: the test's)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "gateway", "--workers", str(workers), "--upstream", "url",
                                 "--upstream-url", upstream.url, "--openai-api-key", "sk-test-upstream-key",
                                 "--host", "127.0.0.1", "--port", str(port), "--runtime-dir", str(runtime_dir),
-                                "--shutdown-drain-timeout", "1", *flags], cwd=ROOT)
+                                "--shutdown-drain-timeout", "1", *flags], cwd=ROOT, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url)

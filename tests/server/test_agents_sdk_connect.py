@@ -85,11 +85,16 @@ async def test_the_agents_sdk_connects_to_a_default_gateway(make_gateway: Gatewa
 
 
 async def test_the_agents_sdk_connects_through_two_workers(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> None:
-    url, process = await start_workers(fake_upstream, tmp_path)
-    peers = [ClientPeer(url) for _ in range(4)]  # calls spread over both processes
+    url, process = await start_workers(fake_upstream, tmp_path, "--max-calls-per-client", "16")
+    peers: list[ClientPeer] = []
     try:
-        for updated in await asyncio.gather(*(connect_like_the_sdk(p) for p in peers)):
-            assert updated["session"]["model"] == Config().model
+        # The kernel spreads fresh connections over the workers at random: four calls land on one
+        # worker one time in eight, so more are made (four at a time, up to 16) until both have one.
+        while len(peers) < 16 and {p.location.split("_")[1] for p in peers} != {"w0", "w1"}:
+            batch = [ClientPeer(url) for _ in range(4)]
+            peers += batch
+            for updated in await asyncio.gather(*(connect_like_the_sdk(p) for p in batch)):
+                assert updated["session"]["model"] == Config().model
         assert {p.location.split("_")[1] for p in peers} == {"w0", "w1"}, [p.location for p in peers]
         await talk_and_listen(peers[0], fake_upstream.behaviour.reply_pitch_hz)
         for peer in peers:

@@ -29,6 +29,23 @@ async def speak(peer: ClientPeer, seconds: float = 1.2) -> float:
     return peer.mic.say(voiced(seconds, SPEECH_PITCH, 48000, seed=7))
 
 
+async def turn(peer: ClientPeer, seconds: float = 1.2, timeout: float = 15.0) -> float:
+    """Say something and wait until the reply has played out; returns when the speech began."""
+    mark = len(peer.events)
+    spoken = time.monotonic()
+    await speak(peer, seconds)
+    await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=timeout)
+    return spoken
+
+
+def voice_of(heard: np.ndarray, rate: int = 48000) -> np.ndarray:
+    """The first stretch of sound in what a peer heard (fails if there is none)."""
+    segments = active_segments(heard, rate)
+    assert segments, "nothing was heard"
+    start, end = segments[0]
+    return heard[int(start * rate):int(end * rate)]
+
+
 async def test_full_turn(gateway: RunningGateway, fake_upstream: FakeRealtimeServer) -> None:
     peer = await connected(gateway)
     try:
@@ -76,9 +93,7 @@ async def test_second_turn_works_after_the_first(gateway: RunningGateway) -> Non
     peer = await connected(gateway)
     try:
         for _ in range(2):
-            mark = len(peer.events)
-            await speak(peer)
-            await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=15)
+            await turn(peer)
     finally:
         await peer.close()
 

@@ -5,7 +5,7 @@ typo in a panel) leaves a panel empty without any error in Grafana. So a two-wor
 process carries a real call — a turn, a barge-in, an event the upstream refuses, a hang-up — and
 /metrics is scraped from loopback (where it answers without METRICS_TOKEN); every metric name
 each panel and variable queries must be in that scrape, with samples, and every label a query
-groups or filters by must be on them.
+groups or filters by must be on them; and every metric in the scrape must have a panel.
 """
 
 from __future__ import annotations
@@ -185,6 +185,11 @@ async def test_every_panel_queries_metrics_a_gateway_exports(workers: GatewayPro
     assert scrape.workers["gateway_active_calls"] == {"0", "1"}  # the $worker variable has both to offer
 
     board = dashboard()
+    queried = set().union(*(metric_names(expr) for _, expr in queries(board)))
+    unshown = {family for family in scrape.families  # (``_created``: the client library's timestamps)
+               if not family.endswith("_created")
+               and not queried & {family + suffix for suffix in ("", "_total", "_bucket", "_sum", "_count")}}
+    assert not unshown, f"the gateway exports {unshown}, which no panel shows"
     for where, expr in queries(board):
         names = metric_names(expr)
         missing = {name for name in names if not scrape.declared(name)}

@@ -6,7 +6,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningGateway
-from tests.server.test_call import connected, speak
+from tests.server.test_call import connected, turn
 from tests.server.test_call_lifecycle import until
 
 
@@ -28,8 +28,7 @@ def value(samples, name: str, **labels: str) -> float:
 async def test_metrics_during_and_after_a_call(gateway: RunningGateway) -> None:
     peer = await connected(gateway)
     try:
-        await speak(peer)
-        await peer.wait_for("output_audio_buffer.stopped", timeout=15)
+        await turn(peer)
         during = await scrape(gateway)
         assert value(during, "gateway_active_calls") == 1
         assert value(during, "gateway_calls_started_total") == 1

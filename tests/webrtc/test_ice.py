@@ -11,13 +11,10 @@ import re
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from gateway.config import Config, IceServer
-from gateway.media.inbound_audio import mono
 from gateway.webrtc.ice import (
     IceServers,
     NoCandidates,
@@ -27,7 +24,7 @@ from gateway.webrtc.ice import (
     selected_route,
 )
 from tests.audio_tools import active_segments, pitch, voiced
-from tests.peers import MicTrack
+from tests.peers import MicTrack, TrackListener
 from tests.turn_server import TurnServer, turn_server  # noqa: F401
 
 DEAD_UDP = "turn:127.0.0.1:9?transport=udp"  # discard port: nothing answers
@@ -51,32 +48,18 @@ class Talker:
         self.pc = RTCPeerConnection(configuration)
         self.mic = MicTrack()
         self.pc.addTrack(self.mic)
-        self.heard: list[np.ndarray] = []
-        self._listener: asyncio.Task[None] | None = None  # owned here, cancelled by close()
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(track))
-
-    async def _listen(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                self.heard.append(mono(await track.recv()).copy())
-        except MediaStreamError:
-            pass
+        self.ears = TrackListener()  # its task is cancelled by close()
+        self.pc.on("track", self.ears.listen)
 
     def heard_pitch(self) -> float:
-        pcm = np.concatenate(self.heard)
+        pcm = self.ears.between(0.0)
         start, end = max(active_segments(pcm, 48000), key=lambda s: s[1] - s[0])
         assert end - start > 0.5, f"only {end - start:.2f} s of audio arrived"
         return pitch(pcm[int(start * 48000):int(end * 48000)], 48000)
 
     async def close(self) -> None:
         await self.pc.close()
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        await self.ears.stop()
 
 
 async def negotiate(browser: Talker, gateway: Talker, ice: IceServers) -> None:
