@@ -25,6 +25,7 @@ from tests.browser.conftest import open_page, wait_state, write_mic_wav
 from tests.cluster.bed import ClusterBed, Instance
 from tests.cluster.conftest import API_KEY, MAX_CALLS
 from tests.peers import ClientPeer
+from tests.server.test_sideband import closed_with
 from tests.server.test_soak import vanish
 from tests.server.test_workers import resume_when_noticed
 
@@ -202,11 +203,7 @@ async def test_a_sideband_through_the_round_robin_front_is_piped_to_the_owner(be
         await peer.wait_for("session.updated", where=lambda e: e["event_id"] == updated.event_id)
         status, _, _ = await request("DELETE", f"{bed.round_robin}{peer.location}")  # hung up, anywhere
         assert status == 204
-        async with asyncio.timeout(10):
-            async for _ in connection:
-                pass
-        websocket = connection._connection
-        assert (websocket.close_code, websocket.close_reason) == (1000, "call ended: client_hangup")
+        assert await closed_with(connection) == (1000, "call ended: client_hangup")
     finally:
         if connection is not None:
             await connection.close()

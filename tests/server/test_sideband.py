@@ -392,14 +392,19 @@ async def test_openai_client_runs_the_tools_of_a_browser_call(two_workers: Worke
         # The call ends: the backend's connection, proxied, closes with the reason (1000: the
         # client's iteration simply ends).
         assert await peer.hang_up() == 204
-        async with asyncio.timeout(10):
-            async for _ in connection:
-                pass
-        websocket = connection._connection
-        assert (websocket.close_code, websocket.close_reason) == (1000, "call ended: client_hangup")
+        assert await closed_with(connection) == (1000, "call ended: client_hangup")
     finally:
         await connection.close()
         await peer.close()
+
+
+async def closed_with(connection: Any) -> tuple[int | None, str | None]:
+    """Read an ``openai`` realtime connection to its end: the close code and reason it got."""
+    async with asyncio.timeout(10):
+        async for _ in connection:
+            pass
+    websocket = connection._connection
+    return websocket.close_code, websocket.close_reason
 
 
 def open_fds(pid: int) -> int:

@@ -22,7 +22,7 @@ from openai import AsyncOpenAI
 
 from tests.conftest import free_port, wait_healthy
 from tests.fake_upstream import FakeRealtimeServer
-from tests.server.test_sideband import AUTH, KEY, UPGRADE, RawSideband, browser, call_id, handshake, open_fds
+from tests.server.test_sideband import AUTH, KEY, UPGRADE, RawSideband, browser, call_id, closed_with, handshake, open_fds
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "instances-test-secret-0123456789abcdef"
@@ -75,11 +75,7 @@ async def test_openai_client_on_another_instance_drives_the_call(pair: Pair) -> 
         assert shown["event_id"] == updated.event_id  # the browser's call took it
         # The call ends on gw-a: the backend's connection on gw-b closes with the owner's code and reason.
         assert await peer.hang_up() == 204
-        async with asyncio.timeout(10):
-            async for _ in connection:
-                pass
-        websocket = connection._connection
-        assert (websocket.close_code, websocket.close_reason) == (1000, "call ended: client_hangup")
+        assert await closed_with(connection) == (1000, "call ended: client_hangup")
     finally:
         await connection.close()
         await peer.close()
