@@ -84,6 +84,7 @@ class BrowserPeer:
             self.outbound.hold()  # the first frame waits for the path chosen at connection
         self._make_mic = mic_source or (self._own_mic if config.receive_path == "gateway" else TrackMicSource)
         self.mic: MicSource | None = None
+        self._mic_ready = asyncio.Event()  # self.mic is made
         self._sender: RTCRtpSender | None = None
         self._audio_mid: str | None = None
         self._nack = False  # the mic's sender offered NACK and it was answered
@@ -213,8 +214,7 @@ class BrowserPeer:
             await asyncio.wait_for(self._sender._RTCRtpSender__rtp_started.wait(),  # type: ignore[attr-defined]
                                    NATIVE_START_WAIT_S)
             if self._remote_track is not None:
-                while self.mic is None and not self._gone.is_set():
-                    await asyncio.sleep(0)  # _run_mic makes the mic source in its first step
+                await self._mic_ready.wait()  # _run_mic makes the mic source in its first step
             transceiver = next(t for t in self.pc.getTransceivers() if t.sender is self._sender)
             native = NativeCallMedia(transceiver, self.outbound)
             why = native.start(self.mic if isinstance(self.mic, RtpMicSource) else None)
@@ -266,6 +266,7 @@ class BrowserPeer:
         assert self._remote_track is not None
         track, receiver = self._remote_track
         source = self.mic = self._make_mic(track, receiver)
+        self._mic_ready.set()
         try:
             await pump_mic(source, self._heard)
         except MediaStreamError:
