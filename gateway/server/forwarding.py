@@ -44,7 +44,8 @@ class Forwarder:
     """This process's HTTP clients towards the owners of calls, opened on startup and closed on
     cleanup (:meth:`context`): one pooled session for the other instances and one per sibling
     worker's Unix socket (an aiohttp connector has a single socket path), each bounded by
-    :data:`MAX_CONNECTIONS` with keep-alive, so a forwarded request costs no new connection.
+    :data:`MAX_CONNECTIONS` with keep-alive, so a forwarded request (or a ``/metrics`` fan-out,
+    :func:`get_from_workers`) costs no new connection.
     WebSockets (sidebands) get sessions of their own without a pool limit: each holds its
     connection for a whole call, and there is at most one per call."""
 
@@ -163,17 +164,18 @@ async def _relay(http: aiohttp.ClientSession, request: web.Request, url: str, he
                                  status=503, headers={"Retry-After": "2"})
 
 
-async def get_from_workers(runtime_dir: Path, worker: int, path: str, timeout_s: float = 2.0) -> list[str]:
-    """``GET path`` on every other worker (internal requests); the texts of those that answered."""
+async def get_from_workers(forwarder: Forwarder, runtime_dir: Path, worker: int, path: str,
+                           timeout_s: float = 2.0) -> list[str]:
+    """``GET path`` on every other worker (internal requests), over ``forwarder``'s pooled session
+    towards each; the texts of those that answered."""
     texts: list[str] = []
     for socket in sorted(runtime_dir.glob("worker-*.sock")):
         if socket == socket_path(runtime_dir, worker):
             continue
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket))) as http:
-                async with http.get(f"http://worker{path}", headers={FORWARDED_HEADER: "1"},
-                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
-                    texts.append(await response.text())
+            async with forwarder.session(socket).get(f"http://worker{path}", headers={FORWARDED_HEADER: "1"},
+                                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+                texts.append(await response.text())
         except (TimeoutError, aiohttp.ClientError, OSError):
             logger.warning("no answer for %s from %s", path, socket.name)
     return texts

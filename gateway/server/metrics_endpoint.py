@@ -4,7 +4,8 @@ With ``METRICS_TOKEN`` a scrape needs ``Authorization: Bearer <token>`` (401 oth
 it only loopback clients may scrape (403 otherwise) — behind a trusted proxy that is the client
 the proxy names, so the proxy cannot open it to the world by accident. With several workers the
 one answering merges every worker's series (it asks the others over their private sockets) and
-keeps the result for :data:`CACHE_S`, so scrapes arriving together cause one fan-out, not one each.
+keeps the result for :data:`CACHE_S`, so scrapes arriving together cause one fan-out, not one each;
+the fan-out goes over the process's :class:`~.forwarding.Forwarder`, so it opens no new connections.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..core.errors import Forbidden, Unauthorized
 from .client_identity import client_of
-from .forwarding import get_from_workers
+from .forwarding import Forwarder, get_from_workers
 from .metrics import GatewayMetrics
 
 CACHE_S = 1.0
 
 
 class MetricsEndpoint:
-    def __init__(self, metrics: GatewayMetrics, *, token: str | None, worker: int | None,
+    def __init__(self, metrics: GatewayMetrics, forwarder: Forwarder, *, token: str | None, worker: int | None,
                  runtime_dir: Path | None) -> None:
         self._metrics = metrics
+        self._forwarder = forwarder
         self._token = token
         self._worker = worker
         self._runtime_dir = runtime_dir
@@ -64,7 +66,7 @@ class MetricsEndpoint:
                 return self._cached[1]
             self.fan_outs += 1
             texts = [self._metrics.render().decode()]
-            texts += await get_from_workers(runtime_dir, worker, "/metrics")
+            texts += await get_from_workers(self._forwarder, runtime_dir, worker, "/metrics")
             body = _merge(texts)
             self._cached = (time.monotonic(), body)
             return body

@@ -44,7 +44,7 @@ from .call import Call
 from .call_registry import CallRegistry, new_call_id
 from .client_identity import Client, TrustedProxies, client_of, identity_middleware
 from .cluster import Cluster, redis_client
-from .engine_capacity import refuse_if_engine_full
+from .engine_capacity import EngineCapacity
 from .forwarding import Forwarder, forwarding_middleware
 from .http_errors import error_middleware
 from .logs import call_id_var
@@ -73,6 +73,7 @@ class Gateway:
     ice: IceServers
     admission: SharedAdmission
     cluster: Cluster
+    engine_capacity: EngineCapacity  # is the local engine full? (its pooled probe)
     draining: bool = False
 
     async def admit(self, client: Client, action: str) -> None:
@@ -169,7 +170,7 @@ async def create_call(request: web.Request) -> web.Response:
     minted = gateway.tokens.redeem(token, time.time())  # a clear 401 before any parsing work
     update = None if session_update is None else _allowed(gateway, session_update, dict(minted.session))
     candidates = check_offer(offer)
-    await refuse_if_engine_full(config)  # before the secret is claimed: nothing to give back
+    await gateway.engine_capacity.refuse_if_full()  # before the secret is claimed: nothing to give back
     secret = gateway.tokens.claim(token, time.time())
     spend_shared = gateway.tokens.signed and config.client_secret_reuse == "single"
     call_id = new_call_id(tag("rtc_", config.worker_index, config.instance_id))
@@ -297,8 +298,8 @@ def create_app(config: Config) -> web.Application:
                                  signing_key=config.gateway_secret.encode() if config.gateway_secret else None),
                       CallRegistry(admission, gateway_metrics),
                       SessionPolicy.from_fields(config.locked_session_fields), gateway_metrics, IceServers(config),
-                      admission, cluster)
-    metrics = MetricsEndpoint(gateway_metrics, token=config.metrics_token, worker=config.worker_index,
+                      admission, cluster, EngineCapacity(config))
+    metrics = MetricsEndpoint(gateway_metrics, forwarder, token=config.metrics_token, worker=config.worker_index,
                               runtime_dir=config.runtime_dir)
     app[CONFIG_KEY] = config
     app[STATE_KEY] = gateway
@@ -339,5 +340,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(check_ice_servers)
     app.cleanup_ctx.append(join_cluster)
     app.cleanup_ctx.append(forwarder.context)
+    app.cleanup_ctx.append(gateway.engine_capacity.context)
     app.on_cleanup.append(close_admission)
     return app

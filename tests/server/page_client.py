@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,18 @@ async def start_gateway_process(upstream: FakeRealtimeServer, runtime_dir: Path,
         process.kill()
         process.wait(10)
         raise
-    await asyncio.sleep(0.5)  # every worker listening
+    await _every_worker_listening(runtime_dir, workers)
     return GatewayProcess(url, process)
+
+
+async def _every_worker_listening(runtime_dir: Path, workers: int, timeout: float = 30.0) -> None:
+    """Until each worker has bound its private socket (its last step before serving): /healthz
+    answering says only that one of them listens, and under load the others start seconds later."""
+    deadline = time.monotonic() + timeout
+    while workers > 1 and len(list(runtime_dir.glob("*/worker-*.sock"))) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers} workers did not all listen within {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 def worker_of(identifier: str) -> str:

@@ -9,7 +9,7 @@ import aiohttp
 
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.peers import ClientPeer
-from tests.server.test_call import connected, speak
+from tests.server.test_call import connected, turn
 from tests.server.test_signaling import expect_error, mint, offer_sdp
 
 
@@ -85,9 +85,7 @@ async def test_data_channel_limits_keep_the_call(gateway: RunningGateway) -> Non
             peer.send({"type": "input_audio_buffer.clear"})
         await peer.wait_for("error", where=lambda e: e["error"]["code"] == "rate_limited")
         await asyncio.sleep(1.5)  # the bucket refills
-        mark = len(peer.events)
-        await speak(peer)
-        await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=15)
+        await turn(peer)
     finally:
         await peer.close()
 

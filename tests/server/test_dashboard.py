@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
-from tests.server.page_client import GatewayProcess, PageClient, start_gateway_process
+from tests.server.page_client import GatewayProcess, PageClient
 from tests.server.test_call import speak
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,20 +145,11 @@ def test_the_dashboard_imports_into_grafana() -> None:
                 assert 'worker=~"$worker"' in target["expr"] and 'instance=~"$instance"' in target["expr"]
 
 
-@pytest.fixture
-async def workers(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gateway = await start_gateway_process(fake_upstream, tmp_path, "--rate-limit", "100000")
-    try:
-        yield gateway
-    finally:
-        assert gateway.stop() == 0
-
-
-async def test_every_panel_queries_metrics_a_gateway_exports(workers: GatewayProcess,
+async def test_every_panel_queries_metrics_a_gateway_exports(two_worker_gateway: GatewayProcess,
                                                               fake_upstream: FakeRealtimeServer) -> None:
     fake_upstream.behaviour.reply_seconds = 4.0
-    page = PageClient(workers.url)
-    peer = ClientPeer(workers.url)
+    page = PageClient(two_worker_gateway.url)
+    peer = ClientPeer(two_worker_gateway.url)
     try:
         _, answer, _ = await page.start_call(peer)
         assert answer.status == 201, answer.text

@@ -22,7 +22,7 @@ from tests.conftest import gateway_config, start_gateway
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
 from tests.schema import server_event_problem
-from tests.server.test_call import speak
+from tests.server.test_call import turn
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ALLOWED = {200, 201, 204, 400, 401, 403, 404, 405, 413, 415, 429, 503}
@@ -184,12 +184,10 @@ def test_the_call_alongside_carried_on(target: ThreadedGateway) -> None:
              if call_id == target.first_call_id]  # type: ignore[attr-defined]
     assert not ended, f"the protected call ended: {ended}"
 
-    async def turn() -> None:
+    async def nonsense_then_a_turn() -> None:
         for _ in range(200):
             peer.send({"type": "nonsense"})
-        mark = len(peer.events)
-        await speak(peer)
-        await peer.wait_for("output_audio_buffer.stopped", after=mark, timeout=20)
+        await turn(peer, timeout=20)
 
-    target.run(turn())
+    target.run(nonsense_then_a_turn())
     assert target.requests > 300

@@ -4,12 +4,15 @@ several workers one scrape merges them all, and scrapes arriving together share 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from gateway.server.client_identity import TrustedProxies, identity_middleware
+from gateway.server.forwarding import Forwarder
 from gateway.server.metrics import GatewayMetrics
 from gateway.server.metrics_endpoint import CACHE_S, MetricsEndpoint
 from tests.conftest import GatewayFactory
@@ -19,6 +22,25 @@ from tests.server.test_signaling import expect_error
 
 TOKEN = "metrics-token-0123456789"
 REMOTE = {"X-Forwarded-For": "203.0.113.7"}  # a client on the internet, named by the trusted proxy
+
+
+@asynccontextmanager
+async def worker_zero(runtime_dir: Path) -> AsyncIterator[tuple[str, MetricsEndpoint]]:
+    """Worker 0's ``/metrics`` (behind :data:`TOKEN`) with its own :class:`Forwarder` towards the
+    siblings in ``runtime_dir``, wired as ``create_app`` wires them, served on loopback:
+    (its base URL, the endpoint). The forwarder's connections close with the application."""
+    forwarder = Forwarder()
+    endpoint = MetricsEndpoint(GatewayMetrics(worker="0"), forwarder, token=TOKEN, worker=0, runtime_dir=runtime_dir)
+    app = web.Application(middlewares=[identity_middleware(TrustedProxies([]))])
+    app.router.add_get("/metrics", endpoint.handle)
+    app.cleanup_ctx.append(forwarder.context)
+    front = web.AppRunner(app)
+    await front.setup()
+    await web.TCPSite(front, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{front.addresses[0][1]}", endpoint
+    finally:
+        await front.cleanup()
 
 
 async def test_without_a_token_only_loopback_may_scrape(make_gateway: GatewayFactory) -> None:
@@ -75,18 +97,11 @@ async def test_scrapes_share_one_fan_out_per_second(tmp_path: Path) -> None:
     runner = web.AppRunner(stub)
     await runner.setup()
     await web.UnixSite(runner, str(tmp_path / "worker-1.sock")).start()
-    endpoint = MetricsEndpoint(GatewayMetrics(worker="0"), token=TOKEN, worker=0, runtime_dir=tmp_path)
-    app = web.Application(middlewares=[identity_middleware(TrustedProxies([]))])
-    app.router.add_get("/metrics", endpoint.handle)
-    front = web.AppRunner(app)
-    await front.setup()
-    site = web.TCPSite(front, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{front.addresses[0][1]}/metrics"
     try:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        async with worker_zero(tmp_path) as (base_url, endpoint), \
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             async def scrape() -> str:
-                async with http.get(url) as r:
+                async with http.get(f"{base_url}/metrics") as r:
                     assert r.status == 200
                     return await r.text()
 
@@ -99,5 +114,4 @@ async def test_scrapes_share_one_fan_out_per_second(tmp_path: Path) -> None:
             await scrape()
             assert asked == 2  # and fresh again after CACHE_S
     finally:
-        await front.cleanup()
         await runner.cleanup()

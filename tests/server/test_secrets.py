@@ -12,7 +12,7 @@ from gateway.config import IceServer
 from tests.conftest import GatewayFactory
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
-from tests.server.test_call import speak
+from tests.server.test_call import turn
 
 UPSTREAM_KEY = "sk-test-upstream-key"
 TURN_SECRET = "turn-shared-secret-0123456789"
@@ -42,8 +42,7 @@ async def test_a_whole_call_never_shows_a_secret(make_gateway: GatewayFactory, f
         seen.append(str(peer.secret))
         await peer.channel_open()
         await peer.wait_for("session.created")
-        await speak(peer)
-        await peer.wait_for("output_audio_buffer.stopped", timeout=15)
+        await turn(peer)
         peer.send({"type": "response.create", "response": {"model": "x"}})  # a refusal, too
         await peer.wait_for("error")
         seen += [str(event) for event in peer.events]

@@ -9,6 +9,7 @@ import threading
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
+from tests.server.test_call import connected
 from tests.server.test_call_lifecycle import until
 
 
@@ -30,10 +31,7 @@ async def vanish(peer: ClientPeer) -> None:
 
 
 async def one_call(gateway: RunningGateway, how: str) -> None:
-    peer = ClientPeer(gateway.url)
-    await peer.connect()
-    await peer.channel_open()
-    await peer.wait_for("session.created")
+    peer = await connected(gateway)
     if how == "delete":
         assert await peer.hang_up() == 204
         await peer.close()

@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.fake_upstream import FakeRealtimeServer
 from tests.peers import ClientPeer
@@ -19,21 +16,12 @@ from tests.server.page_client import GatewayProcess, PageClient, start_gateway_p
 CALLS = 12
 
 
-@pytest.fixture
-async def open_gateway(fake_upstream: FakeRealtimeServer, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gateway = await start_gateway_process(fake_upstream, tmp_path, "--rate-limit", "100000")
-    try:
-        yield gateway
-    finally:
-        assert gateway.stop() == 0
-
-
-async def test_same_origin_calls_work_whichever_worker_each_request_lands_on(open_gateway: GatewayProcess) -> None:
-    page = PageClient(open_gateway.url)  # the reference page, served by the gateway itself
+async def test_same_origin_calls_work_whichever_worker_each_request_lands_on(two_worker_gateway: GatewayProcess) -> None:
+    page = PageClient(two_worker_gateway.url)  # the reference page, served by the gateway itself
     refused: collections.Counter[str] = collections.Counter()
     workers_seen: set[tuple[str, str]] = set()  # (minting/owning worker, step) pairs that were exercised
     for _ in range(CALLS):
-        peer = ClientPeer(open_gateway.url)
+        peer = ClientPeer(two_worker_gateway.url)
         try:
             minted, answer, held = await page.start_call(peer, hold_back_candidate=True)
             if minted.status != 200:
@@ -81,10 +69,10 @@ async def test_spoofed_gateway_headers_do_not_change_the_client_identity(fake_up
         assert gateway.stop() == 0
 
 
-async def test_many_calls_at_once_from_the_page(open_gateway: GatewayProcess) -> None:
+async def test_many_calls_at_once_from_the_page(two_worker_gateway: GatewayProcess) -> None:
     """Concurrent calls (connection pools of several tabs) land on both workers and all connect."""
-    page = PageClient(open_gateway.url)
-    peers = [ClientPeer(open_gateway.url) for _ in range(6)]
+    page = PageClient(two_worker_gateway.url)
+    peers = [ClientPeer(two_worker_gateway.url) for _ in range(6)]
     try:
         results = await asyncio.gather(*(page.start_call(peer) for peer in peers))
         assert [answer.status for _, answer, _ in results] == [201] * len(peers), [a.text for _, a, _ in results]
