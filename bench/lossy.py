@@ -2,6 +2,8 @@
 
     python bench/lossy.py [--loss 0 10 20 30] [--modes random bursty] [--burst 3]
                           [--delay 50] [--jitter 20] [--setups 5]          (root: network namespaces)
+                          [--runs 3] [--keep-audio DIR]
+    python bench/lossy.py --rescore DIR/*.wav     (each recording scored twice, and the old way)
 
 For each loss rate and loss mode (independent drops, or Gilbert–Elliott runs of ``--burst``
 packets on average), ``--runs`` calls per sender/receiver pair say a 66-word pt-BR passage (~29 s,
@@ -16,11 +18,17 @@ netbed, loss in both directions (the client retransmits DTLS/SCTP on a browser's
   NACKs from its RTP history): the gateway asks for lost packets again and waits for them
   (``MIC_NACK_MAX_WAIT_MS``); ``nack-ask``: asks, never waits (a resend only helps when reordered
   ahead of its frame's deadline);
+- ``nack-eager``: ``nack`` without the reorder guard (asks as each gap opens, as before);
+- ``red-nack``: ``red`` with NACK negotiated, as Chromium gets it from ``MIC_NACK_BROWSERS``
+  (here the client offers it: the gateway answers NACK unoffered to libwebrtc's offers only); the
+  client's aiortc sender resends the RED packets asked for, as Chromium's does
+  (tests/browser/test_red.py checks that on the wire);
 - ``aiortc``: the Chromium-like FEC sender into aiortc's stock receive path.
 
 Prints frames delivered upstream per 20 ms frame sent, how they were made (decoded, rebuilt
 from a RED copy, from FEC, concealed), the receive path's held-back delay p50/p95, and the word
-error rate of Whisper on what the upstream received against its transcript of the clean original.
+error rate of Whisper on what the upstream received against its transcript of the clean original,
+sentence by sentence (:mod:`bench.lossy_score`: nothing cut off by Whisper's 30 s window).
 Then set-up times (offer → data channel open, p50 / max of ``--setups`` calls) at each random
 loss rate, with aiortc's stock DTLS/SCTP timers and with ``gateway/webrtc/transport_timers.py``
 (on both ends: the client stands in for a browser, whose timers are already fast).
@@ -30,18 +38,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lossy_score import Scorer, wer, words  # noqa: E402
 from bench.passage import passage_wav  # noqa: E402
 from gateway.engine.models import WHISPER_BASE, default_cache_dir, materialize  # noqa: E402
 from gateway.engine.stt import Transcriber  # noqa: E402
@@ -56,21 +63,10 @@ PATHS = {  # name → (receive path, client flags, gateway flags)
     "no-fec": ("gateway", ["--sender", "aiortc"], []),
     "nack": ("gateway", ["--sender", "aiortc", "--offer-nack"], []),
     "nack-ask": ("gateway", ["--sender", "aiortc", "--offer-nack"], ["--nack-max-wait-ms", "0"]),
+    "nack-eager": ("gateway", ["--sender", "aiortc", "--offer-nack"], ["--nack-guard-ms", "0"]),
+    "red-nack": ("gateway", ["--red", "--offer-nack"], []),
     "aiortc": ("aiortc", [], []),
 }
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s]", " ", text.lower()).split()
-
-
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    d = np.arange(len(hypothesis) + 1)
-    for i, ref in enumerate(reference, 1):
-        previous, d[0] = d[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            previous, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, previous + (ref != hyp))
-    return float(d[-1]) / max(1, len(reference))
 
 
 def lossy_bed(seed: int, loss: float, mode: str, args: argparse.Namespace) -> NetBed:
@@ -81,8 +77,7 @@ def lossy_bed(seed: int, loss: float, mode: str, args: argparse.Namespace) -> Ne
     return bed
 
 
-def one_call(args: argparse.Namespace, whisper: Transcriber, reference: list[str], seed: int, loss: float,
-             mode: str, name: str) -> dict[str, Any]:
+def one_call(args: argparse.Namespace, scorer: Scorer, seed: int, loss: float, mode: str, name: str) -> dict[str, Any]:
     """One call's figures, or ``{"failed": why}`` if its set-up failed."""
     receive_path, client_args, server_args = PATHS[name]
     bed = lossy_bed(seed, loss, mode, args)
@@ -92,7 +87,10 @@ def one_call(args: argparse.Namespace, whisper: Transcriber, reference: list[str
                                               client_args=[*client_args, "--tuned-timers", "--reply-optional"],
                                               server_args=[*server_args, *args.gateway_arg])
             pcm, _ = read_wav(audio)
-            error = wer(reference, words(whisper.transcribe(pcm, "pt")))
+            score = scorer.score(pcm)
+            if args.keep_audio is not None:
+                args.keep_audio.mkdir(parents=True, exist_ok=True)
+                shutil.copy(audio, args.keep_audio / f"{name}-{mode}-{loss:g}-{args.delay:g}ms-{seed}.wav")
     except AssertionError as exc:  # the call did not happen (set-up failed): say so, go on
         return {"failed": str(exc).splitlines()[-1][:80]}
     finally:
@@ -101,17 +99,18 @@ def one_call(args: argparse.Namespace, whisper: Transcriber, reference: list[str
     delay = summary["jitter_buffer_ms"] or {"p50": 0.0, "p95": 0.0}
     return {"sent": client["frames_sent"], "made": [frames.get(k, 0) for k in ("decoded", "red", "fec", "concealed")],
             "nacked": summary["mic_nack"].get("nacked", 0), "repaired": summary["mic_nack"].get("resent", 0),
-            "p50": delay["p50"], "p95": delay["p95"], "wer": error}
+            "p50": delay["p50"], "p95": delay["p95"], "wer": score.wer,
+            "lost_conc": summary["mic_nack"].get("concealed", 0), "inserted": summary["mic_nack"].get("inserted", 0)}
 
 
-def audio_table(args: argparse.Namespace, whisper: Transcriber, reference: list[str]) -> None:
-    print("| loss | mode | path | delivered / sent | decoded / RED / FEC / concealed | NACKed / resent in time | "
-          "held back p50 / p95 ms | WER (mean of runs) |")
+def audio_table(args: argparse.Namespace, scorer: Scorer) -> None:
+    print("| loss | mode | path | delivered / sent | decoded / RED / FEC / concealed (for lost packets + inserted in stalls) "
+          "| NACKed / resent in time | held back p50 / p95 ms | WER mean (runs) |")
     print("|---|---|---|---|---|---|---|---|")
     for loss in args.loss:
         for mode in args.modes if loss else ["random"]:
             for name in args.paths:
-                calls = [one_call(args, whisper, reference, int(loss * 10) + len(mode) + 1000 * run, loss, mode, name)
+                calls = [one_call(args, scorer, int(loss * 10) + len(mode) + 1000 * run, loss, mode, name)
                          for run in range(args.runs)]
                 failed = [c["failed"] for c in calls if "failed" in c]
                 calls = [c for c in calls if "failed" not in c]
@@ -124,7 +123,9 @@ def audio_table(args: argparse.Namespace, whisper: Transcriber, reference: list[
                 wers = [c["wer"] for c in calls]
                 runs = f" ({' / '.join(f'{100 * w:.1f}' for w in wers)})" if len(wers) > 1 else ""
                 note = f", {len(failed)} failed: {failed[0]}" if failed else ""
-                print(f"| {loss:g}% | {mode} | {name} | {100 * delivered:.1f}% | {' / '.join(map(str, made))} | {nack} | "
+                split = (f" ({sum(c['lost_conc'] for c in calls) // len(calls)} + "
+                         f"{sum(c['inserted'] for c in calls) // len(calls)})")
+                print(f"| {loss:g}% | {mode} | {name} | {100 * delivered:.1f}% | {' / '.join(map(str, made))}{split} | {nack} | "
                       f"{max(c['p50'] for c in calls):.0f} / {max(c['p95'] for c in calls):.0f} | "
                       f"{100 * statistics.mean(wers):.1f}%{runs}{note} |", flush=True)
 
@@ -172,16 +173,38 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=20)
     parser.add_argument("--setups", type=int, default=5, help="set-ups per loss rate and timer choice (0: none)")
     parser.add_argument("--no-audio", action="store_true", help="only the set-up table")
+    parser.add_argument("--keep-audio", type=Path, help="copy what each call's upstream received here")
+    parser.add_argument("--rescore", type=Path, nargs="+",
+                        help="only score these recordings (e.g. from --keep-audio), each twice, and the old way")
     args = parser.parse_args()
-    if not args.no_audio:
+    if args.no_audio:
+        args.setups = args.setups or 5
+    else:
         args.wav = SENTENCES if args.sentences else args.wav or [passage_wav()]
         whisper = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 2)
-        reference = [w for path in args.wav for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
-        print(f"reference transcript ({len(reference)} words): {' '.join(reference)}\n")
-        audio_table(args, whisper, reference)
+        scorer = Scorer(lambda pcm: whisper.transcribe(pcm, "pt"), [read_wav(path)[0] for path in args.wav])
+        print(f"reference transcript ({len(scorer.reference)} words in {len(scorer.sentences)} pieces): "
+              f"{' '.join(scorer.reference)}\n")
+        if args.rescore:
+            rescore(scorer, whisper, args.wav, args.rescore)
+            return
+        audio_table(args, scorer)
     if args.setups:
         setup_table(args)
 
+
+def rescore(scorer: Scorer, whisper: Transcriber, said: list[Path], recordings: list[Path]) -> None:
+    """Each recording scored twice by sentence (must agree), and as one transcript of the first 30 s
+    (how this bench scored before)."""
+    whole = [w for path in said for w in words(whisper.transcribe(read_wav(path)[0], "pt"))]
+    print("| recording | by sentence, twice | same words | one 30 s window (before) | speech began at s |")
+    print("|---|---|---|---|---|")
+    for path in recordings:
+        pcm, _ = read_wav(path)
+        same, one, two = scorer.check_repeatable(pcm)
+        before = wer(whole, words(whisper.transcribe(pcm, "pt")))
+        print(f"| {path.name} | {100 * one:.1f}% / {100 * two:.1f}% | {same} | {100 * before:.1f}% | "
+              f"{scorer.score(pcm).lag_s + 1.5:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -11,13 +11,18 @@ in order, soon, but not at an exact pace. So here a packet that arrives in order
   here, else conceal it. A packet that comes after its frame was rebuilt is *late* and dropped.
 - **Stall** (nothing is here): once the next packet is ``2 frames + wait`` overdue, conceal on
   the frame clock so the upstream keeps a continuous cadence (its VAD keeps measuring time).
+  With RED the stall starts as many frames later as the copies reach back (the RED distance
+  seen): two packets lost in a row are both rebuilt whole or from FEC once the next one brings
+  its copy, and a frame inserted before it came would only have stretched the speech.
   These frames are *inserted*: they use no sequence number, so a packet that was only delayed is
   still played when it comes (the stream stretches by a frame instead of losing a real one),
   while a burst that was really lost is not concealed twice. A frame whose time passed while
   the event loop was busy elsewhere is not invented late (the packets are likely queued).
 - **Resend** (``nack``: the sender answers RFC 4585 NACKs): each gap's missing packets are
-  asked for once as it opens (:meth:`nacks_due`), and the gap waits past ``wait`` while the
-  resend may still come (:class:`~gateway.media.nack.NackPolicy`, bounded by its ``max_wait``).
+  asked for once (:meth:`nacks_due`), as soon as the gap is older than the reordering seen (a
+  packet only overtaken is not asked for), and the gap waits
+  past ``wait`` while the resend may still come (:class:`~gateway.media.nack.NackPolicy`,
+  bounded by its ``max_wait``).
 - **Timestamp jump** without a sequence gap (DTX, silence suppression): the skipped time is
   filled with concealment (libopus fades it to silence), minus what a stall already inserted,
   so a second of the caller's timeline stays a second upstream.
@@ -59,6 +64,7 @@ TS_MOD = 1 << 32
 DEFAULT_STEP = 960  # 20 ms
 MAX_STEP = 5760  # 120 ms: the longest Opus packet
 MAX_FILL_FRAMES = 50  # a timestamp jump longer than 1 s is a discontinuity, not silence
+MAX_COPY_REACH = 2  # RED distance followed (gateway.media.red.MAX_DISTANCE)
 
 
 class JitterBuffer:
@@ -98,6 +104,8 @@ class JitterBuffer:
         self._newest: tuple[int, int] | None = None  # (sequence, timestamp) of the newest packet
         self._candidate: tuple[int, int, bytes, float] | None = None  # a far jump awaiting confirmation
         self._from_copy: collections.deque[int] = collections.deque(maxlen=64)  # seqs played from RED copies
+        self._oldest_copy: int | None = None  # the oldest copy pushed since the last packet (RED)
+        self._copy_reach = WindowMax(memory_s)  # how many packets back the sender's RED copies reach
 
     # --- input -------------------------------------------------------------------------------
 
@@ -125,6 +133,10 @@ class JitterBuffer:
         self._candidate = None
         assert self._next is not None  # set by _start or _resync above
         resent = self.nack is not None and self.nack.arrived(ext, now)
+        if self._oldest_copy is not None:  # the copies pushed just before were this packet's
+            if 0 < ext - self._oldest_copy <= MAX_COPY_REACH:
+                self._copy_reach.add(now, ext - self._oldest_copy)
+            self._oldest_copy = None
         if ext < self._next:
             self._arrived_too_late(ext, now, resent)
             return
@@ -139,7 +151,10 @@ class JitterBuffer:
         if self._next is None or self._highest is None:
             return  # no stream yet: the packet carrying the copy starts it
         ext = self._extend(seq)
+        self._oldest_copy = ext if self._oldest_copy is None else min(self._oldest_copy, ext)
         if self._next <= ext <= self._next + self.resync_after and ext not in self._packets:
+            if ext == self._next and (self._packets or self._overdue_since is not None):
+                self._lateness.add(now, now - self._gap_start())  # as for the packet itself, had it come
             self._packets[ext] = StoredPacket(timestamp, payload, now, True)
             if self.nack is not None:
                 self.nack.filled(ext)
@@ -156,7 +171,7 @@ class JitterBuffer:
         assert self._highest is not None
         if ext > self._highest:
             if self.nack is not None:
-                self.nack.missing(self._highest + 1, ext - 1, self._packets)
+                self.nack.missing(self._highest + 1, ext - 1, self._packets, now)
             self._highest = ext
         self._last_arrival = now
         self._stalled = 0
@@ -200,7 +215,7 @@ class JitterBuffer:
         self._given_up.clear()
         if self.nack is not None:
             self.nack.clear()
-        self._played_ts = self._overdue_since = self._newest = None
+        self._played_ts = self._overdue_since = self._newest = self._oldest_copy = None
         self._credit = 0
 
     @property
@@ -253,7 +268,16 @@ class JitterBuffer:
         return start if self._overdue_since is None else min(start, self._overdue_since)
 
     def deadline(self) -> float | None:
-        """When :meth:`pop` has something to release if no packet arrives before."""
+        """When :meth:`pop` has something to release (or a NACK is due: :meth:`nacks_due`) if no
+        packet arrives before."""
+        due = self._release_deadline()
+        if self.nack is not None:
+            ask = self.nack.next_due(self._now)
+            if ask is not None and (due is None or ask < due):
+                return ask
+        return due
+
+    def _release_deadline(self) -> float | None:
         if self._next is None:
             return None
         if self._packets:
@@ -262,8 +286,10 @@ class JitterBuffer:
         return None if stall_at > self._last_arrival + self.max_stall_s else stall_at
 
     def _stall_at(self) -> float:
-        """When the next frame of a stall is due (nothing is here)."""
-        return self._last_arrival + (self._stalled + 2) * self.frame_s + self.wait
+        """When the next frame of a stall is due (nothing is here): later by the RED distance, since
+        the packet that ends a short stall brings the frames it missed."""
+        reach = self._copy_reach.get(self._now) or 0
+        return self._last_arrival + (self._stalled + 2 + reach) * self.frame_s + self.wait
 
     def pop(self, now: float) -> list[Release]:
         """Every frame due by ``now`` that the budget can pay for, in order."""

@@ -119,7 +119,8 @@ class BrowserPeer:
                     other.direction = "inactive"  # one audio stream per call; extra media is refused
             own_path = self._config.receive_path == "gateway"
             red = accept_red(transceiver, offer_sdp) if own_path and self._config.red else None
-            self._nack = own_path and self._config.mic_nack and accept_nack(transceiver, offer_sdp)
+            self._nack = own_path and self._config.mic_nack and accept_nack(
+                transceiver, offer_sdp, unoffered=self._config.mic_nack_browsers)
             if red is not None:  # RED both ways (the own receive path unpacks it)
                 self._red.enable(red)
             await self.pc.setLocalDescription(await self.pc.createAnswer())

@@ -121,3 +121,31 @@ async def test_red_halves_what_chromium_conceals_at_ten_percent_loss(make_gatewa
           f"{100 * without_red:.1f} % without ({plain_stats})")
     assert without_red > 0.02, plain_stats  # the loss reached Chromium…
     assert with_red <= 0.5 * without_red, (with_red, without_red)  # …and RED at least halved what it conceals
+
+
+@pytest.mark.parametrize(("red", "loss"), [(False, 10), (True, 30)], ids=["opus", "red"])
+async def test_chromium_resends_the_mic_packets_the_gateway_nacks(make_gateway: GatewayFactory, launch,
+                                                                 red: bool, loss: float) -> None:
+    """Chromium offers no ``a=rtcp-fb:111 nack`` for audio, but libwebrtc's audio sender keeps and
+    resends packets once the negotiated Opus has NACK feedback: answered anyway
+    (``MIC_NACK_BROWSERS``, the default), the gateway's NACKs for the mic packets nftables drops
+    come back — plain Opus, and RED packets (with RED only runs of losses are asked for: a single
+    loss comes back from the next packet's copy, hence the higher loss there)."""
+    gateway = await make_gateway(web_root=WEB, red=red)
+    browser = await launch()
+    _, page = await open_page(browser, f"{gateway.url}/?processing=off", mic=True)
+    answer = await start_call(page)
+    opus_type = re.search(r"^a=rtpmap:(\d+) opus/48000/2\r?$", answer, re.M)
+    assert opus_type and f"a=rtcp-fb:{opus_type.group(1)} nack" in answer.splitlines(), answer
+    (call,) = gateway.state.calls
+    mic = call._peer.mic
+    with dropped_udp(answer_ports(answer), percent=loss, inbound_only=True):  # the mic stream only
+        await say(page, "pt_br_capital_brasil")
+    await asyncio.sleep(1.0)
+    stats, nack = mic.buffer.stats, mic.buffer.nack
+    print(f"Chromium mic under {loss} % loss with NACK answered (RED {red}): {call._peer.receive_stats()}; "
+          f"NACKed {stats.nacked}, answered {nack.answered}, resent in time {stats.resent}, late {stats.late}")
+    assert red == (call._peer.receive_stats()["red_packets"] > 0)
+    assert stats.nacked >= 5, stats  # the drops happened and were asked for (no reordering on loopback)…
+    assert nack.answered >= 0.5 * nack.requested, (nack.answered, nack.requested)  # …and Chromium resent them
+    assert stats.resent >= 1, stats  # (played from the resend: loopback round trips fit the wait)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import signal
 import wave
 from pathlib import Path
 
 from gateway.media.audio_receiver import RtpMicSource
+from gateway.media.nack import NackPolicy
 from tests.conftest import gateway_config, start_gateway
 from tests.fake_upstream import Behaviour, FakeRealtimeServer
 
@@ -32,7 +34,12 @@ async def main() -> None:
     parser.add_argument("--no-red", action="store_true", help="answer Opus only, as before RED")
     parser.add_argument("--no-nack", action="store_true", help="never answer or send NACK for the mic")
     parser.add_argument("--nack-max-wait-ms", type=int, default=None)
+    parser.add_argument("--nack-guard-ms", type=float, default=None,
+                        help="the NACK policy's max_guard (0: ask as the gap opens, as before the reorder guard)")
     args = parser.parse_args()
+    if args.nack_guard_ms is not None:
+        NackPolicy.__init__ = functools.partialmethod(  # type: ignore[method-assign]
+            NackPolicy.__init__, max_guard=args.nack_guard_ms / 1000)
     settings: dict[str, object] = {"fast_setup_timers": not args.stock_timers, "red": not args.no_red,
                                    "mic_nack": not args.no_nack}
     if args.nack_max_wait_ms is not None:
@@ -60,7 +67,8 @@ async def main() -> None:
 
 
 def record_nack_counts() -> list[dict[str, object]]:
-    """Each mic source's NACK figures as it stops (a call's summary does not carry them)."""
+    """Each mic source's NACK and jitter-buffer figures as it stops (a call's summary does not carry
+    them; its ``mic_frames`` count inserted frames as concealed)."""
     counts: list[dict[str, object]] = []
     stop = RtpMicSource.stop
 
@@ -69,6 +77,10 @@ def record_nack_counts() -> list[dict[str, object]]:
             stats = source.buffer.stats
             counts.append({"nacked": stats.nacked, "resent": stats.resent, "late": stats.late,
                            "lost": source.buffer.packets_lost, "wait_ms": round(source.buffer.wait * 1000),
+                           "concealed": stats.concealed, "inserted": stats.inserted, "fec": stats.fec,
+                           "red": stats.red, "duplicate": stats.duplicate,
+                           "guard_ms": round(source.buffer.nack.guard(source.buffer._now) * 1000) if source.buffer.nack else 0,
+                           "answered": source.buffer.nack.answered if source.buffer.nack is not None else 0,
                            "resend_ms": sorted(round(d * 1000) for _, d in source.buffer.nack._repairs)
                            if source.buffer.nack is not None else []})
         stop(source)

@@ -3,12 +3,13 @@ settings (RED, NACK, set-up timers) reach the gateway's peer through Config."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from gateway.config import Config, ConfigError, load_config
-from gateway.webrtc.nack_sdp import offered_nack
+from gateway.webrtc.nack_sdp import libwebrtc_offer, offered_nack
 from gateway.webrtc.transport_timers import TransportTimers
 from tests.netbed.call_client import offer_nack
 from tests.peers import ClientPeer
@@ -26,13 +27,20 @@ def test_plain_nack_for_the_opus_payload_type_of_the_audio_section_is_found() ->
     assert offered_nack(OFFER.replace("111 nack", "* nack"), "0", 111)
 
 
-async def answer_to(base_url: str, nack: bool) -> str:
+def like_chromium(sdp: str) -> str:
+    """An aiortc offer with libwebrtc's ``a=rtcp-fb:<opus> transport-cc`` (and still no NACK)."""
+    return re.sub(r"(?m)^(a=rtpmap:(\d+) opus/48000/2\r?)$", "\\1\na=rtcp-fb:\\2 transport-cc\r", sdp)
+
+
+async def answer_to(base_url: str, nack: bool, chromium: bool = False) -> str:
     peer = ClientPeer(base_url)
     set_local = peer.pc.setLocalDescription
 
     async def offering_nack(description: Any) -> None:
         if nack:
             description = type(description)(sdp=offer_nack(description.sdp), type=description.type)
+        if chromium:
+            description = type(description)(sdp=like_chromium(description.sdp), type=description.type)
         await set_local(description)
 
     peer.pc.setLocalDescription = offering_nack  # type: ignore[method-assign]
@@ -60,11 +68,29 @@ async def test_mic_nack_off_answers_without_it(make_gateway: Any) -> None:
     assert opus_nack_lines(await answer_to(gateway.url, nack=True)) == []
 
 
+def test_libwebrtc_offers_are_told_by_transport_cc_on_opus() -> None:
+    assert libwebrtc_offer(OFFER, "0", 111)
+    assert not libwebrtc_offer(OFFER.replace("a=rtcp-fb:111 transport-cc\r\n", ""), "0", 111)
+    assert "a=rtcp-fb:111 transport-cc" in like_chromium("a=rtpmap:111 opus/48000/2\r\n")
+
+
+async def test_mic_nack_browsers_answers_libwebrtc_unoffered(make_gateway: Any) -> None:
+    gateway = await make_gateway(mic_nack_browsers=True)
+    assert opus_nack_lines(await answer_to(gateway.url, nack=False, chromium=True)) != []  # as Chromium offers
+    assert opus_nack_lines(await answer_to(gateway.url, nack=False)) == []  # not libwebrtc: not asked
+    off = await make_gateway(mic_nack_browsers=False)
+    assert opus_nack_lines(await answer_to(off.url, nack=False, chromium=True)) == []
+    no_nack = await make_gateway(mic_nack_browsers=True, mic_nack=False)  # MIC_NACK off wins
+    assert opus_nack_lines(await answer_to(no_nack.url, nack=False, chromium=True)) == []
+
+
 def test_lossy_link_settings_from_environment_and_flags() -> None:
     config = load_config(["--red", "false", "--mic-nack-max-wait-ms", "60"],
                          {"MIC_NACK": "off", "FAST_SETUP_TIMERS": "false", "SCTP_RTO_INITIAL_MS": "500",
                           "SCTP_BACKOFF_MAX_MS": "2000"})
     assert (config.red, config.mic_nack, config.mic_nack_max_wait_ms) == (False, False, 60)
+    assert load_config(["--mic-nack-browsers", "false"], {}).mic_nack_browsers is False
+    assert load_config([], {"MIC_NACK_BROWSERS": "off"}).mic_nack_browsers is False
     assert TransportTimers.from_config(config) is None  # aiortc's own timers
     assert TransportTimers.from_config(Config()) == TransportTimers()  # the defaults are the tuned ones
     timers = TransportTimers.from_config(load_config([], {"DTLS_RESEND_INITIAL_MS": "100", "ICE_RTO_MS": "300"}))
