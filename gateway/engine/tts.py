@@ -75,6 +75,10 @@ class KokoroVoice:
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
         """int16 audio at 24 kHz; blocking. ``voice`` may be any of :attr:`voices`; other names
         (OpenAI's "alloy", "marin"…) get the default voice."""
+        return _trim(self.synthesize_raw(text, voice, speed))
+
+    def synthesize_raw(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
+        """What the graph made, padding silence included (what synthesis cost is paid for)."""
         tokens = [self._vocab[c] for c in phonemize(text) if c in self._vocab][:_MAX_TOKENS]
         if not tokens:
             return np.zeros(0, np.int16)
@@ -82,7 +86,7 @@ class KokoroVoice:
         style = styles[min(len(tokens), len(styles)) - 1].reshape(1, 256)
         audio = self._session.run(None, {self._token_input: np.array([[0, *tokens, 0]], np.int64), "style": style,
                                          "speed": np.array([speed], np.float32)})[0]
-        return _trim((np.clip(np.asarray(audio, np.float32).ravel(), -1, 1) * 32767).astype(np.int16))
+        return (np.clip(np.asarray(audio, np.float32).ravel(), -1, 1) * 32767).astype(np.int16)
 
 
 class EspeakVoice:
