@@ -23,10 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
+import gc
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.media import native  # noqa: E402
 from gateway.media.native.call_media import NativeCallMedia, srtp_keys  # noqa: E402
+from gateway.media.native.heap import heap_for  # noqa: E402
 from gateway.media.native.pacer import Pacer  # noqa: E402
 from gateway.media.opus import OpusEncoder  # noqa: E402
 from gateway.media.outbound_audio import OutboundAudioTrack  # noqa: E402
@@ -216,6 +221,115 @@ async def idle_setup_and_barge_in(url: str, calls: int) -> tuple[list[float], di
     return setups, before, await histograms(url)
 
 
+class ClientProbe:
+    """The load client's own stalls (its garbage collections over 5 ms, its loop running a 5 ms
+    timer over 30 ms late): a gap every call sees at once at such a moment is the client's."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, float]] = []  # (monotonic, what, ms)
+        self._started: float | None = None
+        self._walked = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            if info["generation"] == 2:
+                self._walked = sum(len(gc.get_objects(g)) for g in range(3))
+        elif self._started is not None:
+            ms = (time.perf_counter() - self._started) * 1000
+            if info["generation"] == 2:
+                self.events.append((time.monotonic(), f"client gc2 ({self._walked} objects walked)", ms))
+            elif ms > 5:
+                self.events.append((time.monotonic(), f"client gc{info['generation']}", ms))
+
+    async def _lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            late = loop.time() - before - 0.005
+            if late > 0.03:
+                self.events.append((time.monotonic(), "client loop late", late * 1000))
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        self.task = asyncio.get_running_loop().create_task(self._lag())
+
+    def stop(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        if self.task is not None:
+            self.task.cancel()
+
+
+def server_findings(path: Path | None) -> list[tuple[float, str, float, list[str]]]:
+    """What ``bench/gc_probe.py`` logged: (monotonic, what, ms, stack)."""
+    if path is None or not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if "gc" in item:
+            walked = f" ({item['walked']} objects walked, {item['frozen']} frozen)" if item.get("walked") else ""
+            out.append((item["t"], f"server gc{item['gc']}{walked}", item["ms"], []))
+        elif "lag_ms" in item:
+            out.append((item["t"], "server loop late", item["lag_ms"], []))
+        elif "stall_ms" in item:
+            out.append((item["t"], "server stall", item["stall_ms"], item.get("stack", [])))
+    return out
+
+
+def explain_gaps(gaps: list[tuple[int, float, float]], t0: float, t1: float, probe: ClientProbe | None,
+                 probe_log: Path | None, threshold_ms: float) -> None:
+    """Print each call's gaps over ``threshold_ms`` with what either side was doing then."""
+    findings = [(t, what, ms, []) for t, what, ms in (probe.events if probe else [])] + server_findings(probe_log)
+    findings = sorted(f for f in findings if t0 - 0.5 <= f[0] <= t1)
+    big = sorted(sorted((f for f in findings if f[2] >= 20 or " gc2" in f[1]), key=lambda f: -f[2])[:12])
+    clusters: list[list[tuple[int, float, float]]] = []  # gaps that began within 40 ms of each other
+    for gap in sorted(gaps, key=lambda g: g[1]):
+        if clusters and gap[1] - clusters[-1][0][1] <= 0.04:
+            clusters[-1].append(gap)
+        else:
+            clusters.append([gap])
+    if clusters:
+        print(f"    {len(gaps)} gaps > {threshold_ms:.0f} ms in {len({g[0] for g in gaps})} calls, {len(clusters)} moments; "
+              "the longest: " + "; ".join(
+                  f"+{c[0][1] - t0:.2f} s {len(c)} call(s) up to {max(g[2] for g in c):.0f} ms"
+                  for c in sorted(clusters, key=lambda c: -max(g[2] for g in c))[:8]))
+    for t, what, ms, stack in big:
+        near = [g for g in gaps if g[1] - 0.05 <= t <= g[1] + g[2] / 1000 + 0.05]
+        print(f"    +{t - t0:.2f} s {what} {ms:.1f} ms{' (during a gap)' if near else ''}")
+        for line in stack[-4:]:
+            print(f"        {line}")
+    gc2 = [f for f in findings if f[1].startswith("server gc2")]
+    if gc2:
+        print(f"    server: {len(gc2)} full collections in the window, longest {max(f[2] for f in gc2):.1f} ms")
+
+
+async def census(pid: int, probe_log: Path | None) -> None:
+    """Ask the probed gateway what a full collection walks now, and how long one takes."""
+    if probe_log is None:
+        return
+    def taken() -> list[dict]:
+        return [json.loads(line) for line in probe_log.read_text().splitlines() if '"census"' in line]
+
+    before = len(taken())
+    os.kill(pid, signal.SIGUSR1)
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        lines = taken()
+        if len(lines) > before:
+            item = lines[-1]
+            top = ", ".join(f"{name.rsplit('.', 1)[-1]} {count}" for name, count in item["top"][:12])
+            print(f"    census: {item['census']} objects outside the frozen heap, a full collection "
+                  f"{item['full_ms']} ms; {top}")
+            return
+
+
 def process_tree(pid: int) -> list[int]:
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [pid] + [p for child in children for p in process_tree(int(child))]
@@ -291,8 +405,9 @@ def server_command(kind: str, port: int, upstream: str, args: argparse.Namespace
     taskset = ["taskset", "-c", args.gateway_cores, sys.executable]
     if kind == "echo":
         return taskset + [str(Path(__file__).resolve()), "--serve-echo", str(port)]
-    return taskset + [
-        "-m", "gateway", "--upstream", "url", "--upstream-url", upstream, "--openai-api-key", "sk-test-upstream-key",
+    gateway = [str(ROOT / "bench" / "gc_probe.py")] if args.probe else ["-m", "gateway"]
+    return taskset + gateway + [
+        "--upstream", "url", "--upstream-url", upstream, "--openai-api-key", "sk-test-upstream-key",
         "--host", "127.0.0.1", "--port", str(port), "--rate-limit", "1000000", "--max-calls", "1000",
         "--max-calls-per-client", "0", "--resume-grace", "0", "--receive-path", args.receive_path,
         "--media-path", kind, "--log-level", "ERROR", "--workers", str(args.workers), "--event-loop", args.event_loop,
@@ -303,7 +418,13 @@ def server_command(kind: str, port: int, upstream: str, args: argparse.Namespace
 
 async def measure_server(kind: str, args: argparse.Namespace, packets: list[bytes], upstream: str) -> list[Step]:
     port = free_port()
-    server = subprocess.Popen(server_command(kind, port, upstream, args), cwd=ROOT)
+    probe_log = Path(tempfile.mkstemp(prefix=f"probe-{kind}-", suffix=".jsonl")[1]) if args.probe else None
+    client_probe = ClientProbe() if args.probe else None
+    if client_probe is not None:
+        client_probe.start()
+    env = os.environ | ({"GC_PROBE_LOG": str(probe_log)} if probe_log else {}) | (
+        {"GC_PROBE_CALL_FREEZE": "0"} if not args.call_freeze else {})
+    server = subprocess.Popen(server_command(kind, port, upstream, args), cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     pacer = Pacer(asyncio.get_running_loop()) if args.native_client else None
     steps: list[Step] = []
@@ -341,10 +462,14 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
             client_cpu = (time.process_time() - client_cpu0) / (t1 - t0)
             elapsed = t1 - t0
             rates, worst = [], 0.0
-            for c, m in zip(clients, marks, strict=False):
-                window = [t0] + [t for t in c.arrivals[m:] if t <= t1] + [t1]
+            call_gaps: list[tuple[int, float, float]] = []  # (call, when it began, ms)
+            for index, (c, m) in enumerate(zip(clients, marks, strict=False)):
+                window = np.array([t0] + [t for t in c.arrivals[m:] if t <= t1] + [t1])
                 rates.append((len(window) - 2) / elapsed)
-                worst = max(worst, float(np.max(np.diff(window))))
+                steps_s = np.diff(window)
+                worst = max(worst, float(np.max(steps_s)))
+                call_gaps += [(index, float(window[i]), float(steps_s[i] * 1000))
+                         for i in np.flatnonzero(steps_s > args.gap_ms / 1000)]
             rss = rss_mb(pids)
 
             def q(name: str, quant: float, before: dict = before, after: dict = after) -> str:
@@ -366,6 +491,10 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
                   f"load client {100 * client_cpu:.0f}% of its core{' (SATURATED: measures the client)' if client_cpu > 0.9 else ''} "
                   f"-> {'clean' if step.clean else 'NOT clean'}",
                   flush=True)
+            if args.probe or call_gaps:
+                explain_gaps(call_gaps, t0, t1, client_probe, probe_log, args.gap_ms)
+            if args.probe and gateway:
+                await census(server.pid, probe_log)
             if not step.clean and not args.keep_going:
                 break
     finally:
@@ -373,8 +502,14 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
             if c.media is not None:
                 c.media.stop()
         await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
+        if args.call_freeze:
+            heap_for().reclaim()  # the ended clients' heap now, not in the next server's window
         server.terminate()
         server.wait(30)
+        if client_probe is not None:
+            client_probe.stop()
+        if probe_log is not None:
+            print(f"[{kind}] probe log: {probe_log}")
     return steps
 
 
@@ -393,6 +528,12 @@ async def main() -> None:
     parser.add_argument("--client-cores", default="1")
     parser.add_argument("--native-client", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--keep-going", action="store_true", help="measure every step, clean or not")
+    parser.add_argument("--probe", action="store_true",
+                        help="run the gateway under bench/gc_probe.py and explain each gap (GC, loop stalls, stacks)")
+    parser.add_argument("--call-freeze", action=argparse.BooleanOptionalAction, default=True,
+                        help="--no-call-freeze leaves calls' set-up heaps unfrozen, here and (with --probe) in "
+                             "the gateway: the before of gateway/media/native/heap.py")
+    parser.add_argument("--gap-ms", type=float, default=60.0, help="gaps longer than this are listed")
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
@@ -400,8 +541,17 @@ async def main() -> None:
         return
     if args.media_path:
         args.servers = [args.media_path, "echo"]
+    if not args.call_freeze:  # the before of an A/B, on this side too (the native load client's calls)
+        from gateway.media.native.heap import CallHeap
+
+        def count_only(self: CallHeap) -> None:
+            self.live += 1
+
+        CallHeap.call_started = count_only  # type: ignore[method-assign]
     os.sched_setaffinity(0, {int(c) for c in args.client_cores.split(",")})
     packets = pre_encoded_speech()
+    if args.call_freeze:  # as the gateway does once it serves: its start-up heap out of the collector's reach
+        gc.freeze()
     sizes = [len(p) for p in packets]
     print(f"load per call: 50 Opus packets/s each way, mic packets {np.mean(sizes):.0f} B mean "
           f"({min(sizes)}-{max(sizes)}), 3 s voice / 3 s room noise looping; the upstream answers each "

@@ -25,6 +25,17 @@ from gateway.server.signaling import STATE_KEY, Gateway, create_app
 from .fake_upstream import Behaviour, FakeRealtimeServer
 
 
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """The in-process tests run on the loop the gateway serves on (``EVENT_LOOP``, uvloop by
+    default), so a test's gateway and its aiortc clients share the loop users' gateways run.
+    ``TEST_EVENT_LOOP=asyncio`` runs them on asyncio's own selector loop instead."""
+    if os.environ.get("TEST_EVENT_LOOP", Config.event_loop) == "uvloop":
+        import uvloop
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
+
+
 @dataclasses.dataclass
 class RunningGateway:
     url: str
@@ -49,7 +60,7 @@ def gateway_config(**overrides: Any) -> Config:
     values: dict[str, Any] = dict(upstream="url", openai_api_key="sk-test-upstream-key", engine_api_key=ENGINE_TEST_KEY,
                                   host="127.0.0.1", port=5000, web_root=None, playout_delay_ms=60,
                                   rate_limit_per_minute=100_000, max_calls_per_client=0,
-                                  media_path=os.environ.get("MEDIA_PATH", "python"))  # the suite on either path
+                                  media_path=os.environ.get("MEDIA_PATH", Config.media_path))  # the suite on either path
     values.update(overrides)
     return Config(**values)
 

@@ -170,6 +170,8 @@ class RtpMicSource:
         self._dropped = 0
         self._red_packets = 0
         self._native: _NativeView | None = None
+        self._sink: Callable[[MicFrame], None] | None = None  # push mode: see deliver()
+        self._sink_error: Exception | None = None
         self._receiver = receiver
         _tap(receiver, self._on_packet, self._on_receiver_stopped, permits=self._permits, follows=self._follows)
 
@@ -242,11 +244,10 @@ class RtpMicSource:
                     primary, copies = split
                     self._push(ssrc, primary.sequence_number, primary.timestamp, primary.payload, copies, now)
         if seen:
-            active = aiortc_clock.current_datetime()
             for ssrc in seen:
-                native.active[ssrc] = active
-                fields = statistics(ssrc)
+                fields = statistics(ssrc)  # None: not due yet (the native path copies them every 100 ms)
                 if fields is not None:
+                    native.active[ssrc] = aiortc_clock.current_datetime()
                     stats = native.streams.get(ssrc)
                     if stats is None:
                         stats = native.streams[ssrc] = StreamStatistics(native.clock_rate)
@@ -302,6 +303,8 @@ class RtpMicSource:
                         "stream): the excess is not sent upstream")
         if self._frames and self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._nack is not None and self._ssrc is not None:  # NACKs that waited out reordering
+            self._nack.send(self._ssrc, self.buffer.nacks_due(now))
         self._schedule()
 
     def _decode(self, release: Release) -> np.ndarray:
@@ -325,6 +328,9 @@ class RtpMicSource:
                 origin = head_origin  # a frame is only "decoded" if all of it was
             self._partial = None
         for start in range(0, len(pcm) - UPSTREAM_FRAME + 1, UPSTREAM_FRAME):
+            if self._sink is not None:
+                self._deliver(MicFrame(pcm[start:start + UPSTREAM_FRAME], received_at, origin.value, UPSTREAM_RATE))
+                continue
             if len(self._frames) == MAX_QUEUED_FRAMES:
                 self._dropped += 1
                 if self._dropped in (1, 500, 50000):
@@ -358,8 +364,28 @@ class RtpMicSource:
 
     # --- frames out ----------------------------------------------------------------------------
 
+    def deliver(self, sink: Callable[[MicFrame], None]) -> None:
+        """Push mode (:func:`~gateway.media.inbound_audio.pump_mic`): each frame goes to ``sink``
+        as soon as it is cut, inside the packet batch or deadline that made it — no consumer
+        task to wake between the decoder and the upstream. Frames already queued go first.
+        :meth:`recv` then only waits for the end: MediaStreamError, or what ``sink`` raised."""
+        self._sink = sink
+        while self._frames and self._sink is not None:
+            self._deliver(self._frames.popleft())
+
+    def _deliver(self, frame: MicFrame) -> None:
+        assert self._sink is not None
+        try:
+            self._sink(frame)
+        except Exception as exc:  # the consumer's failure is its owner's to see, as in pull mode
+            self._sink, self._sink_error = None, exc
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+
     async def recv(self) -> MicFrame:
-        while not self._frames:
+        while not self._frames or self._sink_error is not None:
+            if self._sink_error is not None:
+                raise self._sink_error
             if self._ended:
                 raise MediaStreamError
             self._waiter = self._loop.create_future()

@@ -122,12 +122,21 @@ AudioSink = Callable[[bytes, MicFrame], None]
 
 async def pump_mic(source: MicSource, sink: AudioSink) -> None:
     """Forward every frame as soon as it is decoded, no batching (48 kHz frames: 0.65 ms held
-    back by the resampler).
+    back by the resampler). A source that can push (:meth:`RtpMicSource.deliver
+    <gateway.media.audio_receiver.RtpMicSource.deliver>`) hands each frame to ``sink`` in the
+    step that decoded it: no task wake-up and no loop step between the decoder and the upstream.
 
-    Runs until the source ends (MediaStreamError propagates to the owner, the call).
+    Runs until the source ends (MediaStreamError propagates to the owner, the call), or ``sink``
+    raises (that too).
     """
     downsampler = Downsampler()
-    while True:
-        frame = await source.recv()
+
+    def forward(frame: MicFrame) -> None:
         pcm = frame.pcm if frame.rate == UPSTREAM_RATE else downsampler.process(frame.pcm)
         sink(pcm.tobytes(), frame)
+
+    deliver = getattr(source, "deliver", None)
+    if deliver is not None:
+        deliver(forward)
+    while True:  # push mode: returns only at the end (MediaStreamError) or with what forward() raised
+        forward(await source.recv())

@@ -18,9 +18,10 @@ def open_fds() -> int:
 
 
 def call_threads() -> list[str]:
-    """Threads a call could leak (aiortc's decoder threads…); the loop's bounded executor pool
-    (``asyncio_N``, used by aiortc's encoder in the test's client peers) is not one of them."""
-    return [t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")]
+    """Threads a call could leak (aiortc's decoder threads…); the loop's bounded default executor
+    pool (``asyncio_N`` or, on uvloop, ``uvloop_N``: aiortc's encoder in the test's client peers)
+    is not one of them."""
+    return [t.name for t in threading.enumerate() if not t.name.startswith(("asyncio_", "uvloop_"))]
 
 
 async def vanish(peer: ClientPeer) -> None:

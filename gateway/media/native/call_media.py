@@ -35,10 +35,16 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from ..audio_receiver import RtpMicSource
 from ..outbound_audio import OutboundAudioTrack
 from . import load
+from .heap import CallHeap, heap_for
 from .pacer import PacedStream, Pacer, pacer_for
 
 logger = logging.getLogger(__name__)
 SR_EVERY = 10  # packets between updates of the sender-report counters (aiortc sends an SR every 0.5–1.5 s)
+STATS_EVERY_S = 0.1  # receiver-report statistics copied to aiortc at most this often (it sends an RR every 0.5–1.5 s)
+
+
+def _no_statistics(ssrc: int) -> None:
+    return None
 
 
 def srtp_keys(dtls: RTCDtlsTransport) -> tuple[int, bytes, bytes]:
@@ -76,15 +82,19 @@ def _socket_of(pair: Any) -> tuple[Any, int] | str:
 
 class NativeCallMedia:
     def __init__(self, transceiver: Any, outbound: OutboundAudioTrack, *,
-                 clock: Callable[[], float] = time.monotonic, pacer: Pacer | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, pacer: Pacer | None = None,
+                 heap: CallHeap | None = None) -> None:
         self._transceiver = transceiver
         self._outbound = outbound
         self._clock = clock
         self._pacer = pacer
+        self._heap = heap
+        self._heap_counted = False
         self._protocols: list[Any] = []
         self._receivers: list[Any] = []
         self._mic: RtpMicSource | None = None
         self._draining = False
+        self._statistics_at = float("-inf")
         self._stream: PacedStream | None = None
         self._sender: Any = None
         self._aiortc_sender: Any = None
@@ -147,6 +157,11 @@ class NativeCallMedia:
                 self._protocols.append(protocol)
                 self._receivers.append(receiver)
             self.receiving = True
+        # The call's set-up heap (peer connection, ICE, DTLS, SCTP, the call) is done: out of the
+        # collector's reach, so a full collection mid-call does not walk it (see heap.py).
+        heap = self._heap = self._heap or heap_for()
+        heap.call_started()
+        self._heap_counted = True
         return None
 
     def _alive(self) -> bool:
@@ -195,11 +210,15 @@ class NativeCallMedia:
         mic = self._mic
         if mic is None:
             return
+        now = self._clock()
+        fresh = now - self._statistics_at >= STATS_EVERY_S  # copying them is a dict and 7 setattrs a batch
         for receiver in self._receivers:
             if receiver.queued:
-                packets = receiver.drain(mic.permits_ssrc, self._clock())
+                packets = receiver.drain(mic.permits_ssrc, now)
                 if packets:
-                    mic.push_native(packets, receiver.statistics)
+                    mic.push_native(packets, receiver.statistics if fresh else _no_statistics)
+        if fresh:
+            self._statistics_at = now
 
     def counts(self) -> dict[str, int]:
         """What the native path did with the call's datagrams and frames (for logs and tests)."""
@@ -228,3 +247,6 @@ class NativeCallMedia:
         if self._sender is not None:
             self._sender.close()
         self.receiving = self.sending = False
+        if self._heap_counted and self._heap is not None:
+            self._heap_counted = False
+            self._heap.call_ended()
