@@ -2,7 +2,7 @@
 
     python bench/lossy.py [--loss 0 10 20 30] [--modes random bursty] [--burst 3]
                           [--delay 50] [--jitter 20] [--setups 5]          (root: network namespaces)
-                          [--runs 3] [--keep-audio DIR]
+                          [--runs 3] [--first-run 0] [--keep-audio DIR]
     python bench/lossy.py --rescore DIR/*.wav     (each recording scored twice, and the old way)
 
 For each loss rate and loss mode (independent drops, or Gilbert–Elliott runs of ``--burst``
@@ -111,7 +111,7 @@ def audio_table(args: argparse.Namespace, scorer: Scorer) -> None:
         for mode in args.modes if loss else ["random"]:
             for name in args.paths:
                 calls = [one_call(args, scorer, int(loss * 10) + len(mode) + 1000 * run, loss, mode, name)
-                         for run in range(args.runs)]
+                         for run in range(args.first_run, args.first_run + args.runs)]
                 failed = [c["failed"] for c in calls if "failed" in c]
                 calls = [c for c in calls if "failed" not in c]
                 if not calls:
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=3.0, help="mean run of lost packets in bursty mode")
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
     parser.add_argument("--runs", type=int, default=1, help="calls per row (WER: their mean; delay: the worst)")
+    parser.add_argument("--first-run", type=int, default=0,
+                        help="the bed's seeds follow the run's number: more runs of a row on other losses")
     parser.add_argument("--wav", type=Path, nargs="+", help="what the client says (default: bench/passage.py's)")
     parser.add_argument("--sentences", action="store_true", help="the three test sentences (27 words) instead")
     parser.add_argument("--gateway-arg", action="append", default=[],

@@ -2,7 +2,7 @@
 
 aiortc's audio path adds a fixed 80 ms, stalls after a loss until 16 newer packets pile up,
 never conceals, never uses FEC, and decodes in a thread per receiver. :class:`RtpMicSource`
-takes the receiver's RTP packets instead (see :func:`_tap`), keeps aiortc's per-SSRC statistics
+takes the receiver's RTP packets instead (see :func:`~gateway.media.rtp_tap.tap`), keeps aiortc's per-SSRC statistics
 so its RTCP receiver reports to the browser stay right (the browser tunes its FEC from them),
 retires aiortc's decoder thread, and decodes in the event loop (~40 µs a frame) straight to the
 24 kHz the upstream takes (libopus decodes at any of its rates: no resampler, 17 µs and 0.65 ms
@@ -19,9 +19,9 @@ by the jitter buffer: lying sequence numbers or timestamps, floods, 120 ms packe
 SRTP header before decryption (:class:`~gateway.media.rtp.RtpGate`), so a churning or flooding
 sender cannot make aiortc or libsrtp keep state per SSRC either.
 
-The tap relies on aiortc 1.16 internals (name-mangled attributes of ``RTCRtpReceiver`` and the
-way ``RTCDtlsTransport`` calls it); :func:`check_aiortc_internals` verifies them before a call
-uses them and says how to fall back (``RECEIVE_PATH=aiortc``) if aiortc changed.
+The packets come through :mod:`gateway.media.rtp_tap`, which relies on aiortc 1.16 internals
+and checks them (:func:`~gateway.media.rtp_tap.check_aiortc_internals`) before a call uses them;
+the figures it reports are :class:`~gateway.media.receive_stats.ReceiveStats`.
 
 With ``MEDIA_PATH=native`` the packets come from :mod:`gateway.media.native` instead
 (:meth:`RtpMicSource.push_native`, a batch at a time), gated by the same :class:`RtpGate` before
@@ -35,18 +35,14 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from aiortc import clock as aiortc_clock
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RtpPacket
-from pylibsrtp import Error as SrtpError
-from pylibsrtp import Session as SrtpSession
 
 from ..core.audio_format import UPSTREAM_FRAME, UPSTREAM_RATE, WEBRTC_RATE
 from . import red
@@ -56,77 +52,17 @@ from .jitter_buffer import JitterBuffer, Origin, Release
 from .nack import NackPolicy
 from .nack_rtcp import NackChannel
 from .opus import OpusDecoder, OpusError, has_inband_fec, packet_samples
-from .rtp import RtpGate, replace_rtp_handler
+from .receive_stats import ReceiveStats
+from .rtp import RtpGate
+from .rtp_tap import ReceivePathError, check_aiortc_internals, check_receiver, tap
+
+__all__ = ["MicLimits", "ReceivePathError", "ReceiveStats", "RtpMicSource", "check_aiortc_internals",
+           "decode_release"]
 
 logger = logging.getLogger(__name__)
 
-_RECEIVER_STATE = ("codecs", "remote_streams", "active_ssrc", "started", "stop_decoder", "kind")  # name-mangled
 MAX_QUEUED_FRAMES = 250  # 5 s: a consumer that stops reading must not grow memory without bound
 _PER_48K = WEBRTC_RATE // UPSTREAM_RATE  # decoded straight to the upstream's rate; the jitter buffer counts 48 kHz samples
-
-
-class ReceivePathError(RuntimeError):
-    """aiortc's internals are not what this receive path was written against."""
-
-
-@cache
-def check_aiortc_internals() -> None:
-    """Fail loudly, once, if aiortc no longer routes RTP, stops and reports the way we rely on."""
-    routes = {
-        RTCDtlsTransport._handle_rtp_data: "_handle_rtp_packet",  # packets reach receiver._handle_rtp_packet
-        RTCDtlsTransport._recv_next: "_rx_srtp",  # and are decrypted by its _rx_srtp (gated: _GatedSrtp)
-        RTCRtpReceiver.stop: "_RTCRtpReceiver__stop_decoder",  # hang-up ends the stream through it
-        RTCRtpReceiver._handle_disconnect: "_RTCRtpReceiver__stop_decoder",
-        RTCRtpReceiver._handle_rtcp_packet: "_RTCRtpReceiver__stop_decoder",  # RTCP BYE
-        RTCRtpReceiver.receive: "_RTCRtpReceiver__started",  # the decoder thread starts once
-        RTCRtpReceiver._run_rtcp: "_RTCRtpReceiver__remote_streams",  # receiver reports come from it
-        StreamStatistics.add: "packets_received",
-    }
-    problems = [f"{function.__qualname__} no longer uses {name}" for function, name in routes.items()
-                if name not in function.__code__.co_names]
-    if problems:
-        _fail(problems)
-
-
-def _check_receiver(receiver: RTCRtpReceiver) -> None:
-    missing = [name for name in _RECEIVER_STATE if not hasattr(receiver, f"_RTCRtpReceiver__{name}")]
-    if missing:
-        _fail([f"RTCRtpReceiver has no __{name}" for name in missing])
-
-
-def _fail(problems: list[str]) -> None:
-    raise ReceivePathError(f"aiortc changed ({'; '.join(problems)}): the own receive path is written for "
-                           "aiortc==1.16.0; pin it or set RECEIVE_PATH=aiortc")
-
-
-@dataclass(frozen=True)
-class ReceiveStats:
-    """What the caller's network did to the mic stream, for logs and metrics."""
-
-    packets_sent: int  # numbered by the browser
-    packets_lost: int  # never arrived
-    late: int  # arrived after their frame was rebuilt
-    duplicate: int
-    fec_packets: int  # received packets carrying in-band FEC (proof the browser sends it)
-    frames_decoded: int
-    frames_fec: int  # rebuilt from the next packet's FEC
-    frames_concealed: int  # invented for lost packets
-    frames_inserted: int  # invented for time without packets (stalls, DTX)
-    decode_errors: int
-    jitter_buffer_ms: dict[str, float]  # p50 / p95 of the time received packets were held
-    target_delay_ms: float  # how long a missing packet is waited for now (follows the jitter)
-    red_packets: int = 0  # received RED packets (RFC 2198) that carried copies of earlier frames
-    frames_red: int = 0  # lost frames rebuilt at full quality from a later packet's RED copy
-    frames_over_budget: int = 0  # frames the RTP asked for beyond real time (lying numbering, floods): not sent
-    ssrc_changes: int = 0
-    packets_refused: int = 0  # dropped before decryption: unfollowed SSRCs, beyond the packet rate
-
-    @property
-    def loss(self) -> float:
-        return self.packets_lost / self.packets_sent if self.packets_sent else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"loss": round(self.loss, 4)}
 
 
 @dataclass(frozen=True)
@@ -146,14 +82,14 @@ class RtpMicSource:
                  buffer: JitterBuffer | None = None, limits: MicLimits | None = None,
                  nack: NackPolicy | None = None) -> None:
         check_aiortc_internals()
-        _check_receiver(receiver)
+        check_receiver(receiver)
         if receiver._RTCRtpReceiver__kind != "audio":  # type: ignore[attr-defined]
             raise ValueError("RtpMicSource needs an audio receiver")
         limits = limits or MicLimits()
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self.buffer = buffer or JitterBuffer(budget=AudioBudget(limits.burst_s), max_stall_s=limits.silence_stop_s,
-                                             duration=packet_samples, nack=nack)
+                                             duration=packet_samples, nack=nack, fec=has_inband_fec)
         self._nack = NackChannel(receiver) if nack is not None else None  # the sender resends: ask it
         self._gate = RtpGate(limits.max_ssrc_changes)
         self._warned: set[str] = set()
@@ -173,7 +109,7 @@ class RtpMicSource:
         self._sink: Callable[[MicFrame], None] | None = None  # push mode: see deliver()
         self._sink_error: Exception | None = None
         self._receiver = receiver
-        _tap(receiver, self._on_packet, self._on_receiver_stopped, permits=self._permits, follows=self._follows)
+        tap(receiver, self._on_packet, self._on_receiver_stopped, permits=self._permits, follows=self._follows)
 
     @classmethod
     def attach(cls, receiver: Any, *track_and_receiver: Any, clock: Callable[[], float] = time.monotonic,
@@ -309,10 +245,7 @@ class RtpMicSource:
 
     def _decode(self, release: Release) -> np.ndarray:
         try:
-            if release.origin is Origin.PACKET or release.origin is Origin.RED:
-                return self._decoder.decode(release.payload or b"")
-            if release.origin is Origin.FEC:
-                return self._decoder.decode_fec(release.payload or b"", release.samples // _PER_48K)
+            return decode_release(self._decoder, release)
         except OpusError as exc:  # a corrupt packet from the browser: conceal it, keep the call
             self._decode_errors += 1
             if self._decode_errors in (1, 100, 10000):
@@ -435,69 +368,13 @@ class RtpMicSource:
         return stats.as_dict() | {"sent_by_peer": stats.packets_sent}
 
 
-def _tap(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket, Sequence[red.Frame]], None],
-         on_stopped: Callable[[], None], *, permits: Callable[[bytes], bool] = lambda _: True,
-         follows: Callable[[int], bool] = lambda _: True) -> None:
-    """Route ``receiver``'s RTP packets to ``on_packet`` and retire aiortc's decoder thread.
-
-    The packets come through :func:`~gateway.media.rtp.replace_rtp_handler`. What stays from
-    aiortc's version, for audio: the enabled check, the SSRC activity (``getSynchronizationSources``),
-    the codec check and the per-SSRC statistics its RTCP task turns into receiver reports (loss,
-    jitter) for the browser. What goes: its jitter buffer and the queue to its decoder thread.
-    aiortc ends a receiver's stream (hang-up, DTLS closed, RTCP BYE) through the name-mangled
-    ``__stop_decoder``; an instance attribute of that name lets the source end too.
-
-    ``permits`` sees each SRTP packet before its transport decrypts it (from the first packet
-    on: see :class:`_GatedSrtp`); ``follows`` each decrypted one before aiortc keeps anything
-    about its SSRC.
-    """
-    codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-    streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-    active = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
-    stop_decoder = receiver._RTCRtpReceiver__stop_decoder  # type: ignore[attr-defined]
-    warned: set[int] = set()
-    gated = False
-
-    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        nonlocal gated
-        if not gated:  # the transport delivering packets has its SRTP session by now
-            gated = True
-            _GatedSrtp.install(receiver.transport, permits)
-        codec = codecs.get(packet.payload_type)
-        if not receiver._enabled or codec is None or not follows(packet.ssrc):
-            return
-        active[packet.ssrc] = aiortc_clock.current_datetime()
-        if packet.ssrc not in streams:
-            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        streams[packet.ssrc].add(packet)
-        if codec.mimeType.lower() == "audio/red":  # the browser sends RED: gateway/webrtc/red_audio.py
-            split = red.split_packet(packet, codec.parameters)
-            if split is not None:
-                on_packet(*split)
-            return
-        if codec.mimeType.lower() != "audio/opus":
-            if packet.payload_type not in warned:
-                warned.add(packet.payload_type)
-                logger.warning("mic packets in %s ignored: the own receive path decodes Opus only", codec.mimeType)
-            return
-        on_packet(packet, ())
-
-    def stop_decoder_and_stream() -> None:
-        stop_decoder()
-        on_stopped()
-
-    replace_rtp_handler(receiver, lambda _aiortcs: handle_rtp_packet)
-    receiver._RTCRtpReceiver__stop_decoder = stop_decoder_and_stream  # type: ignore[attr-defined]
-    if receiver._RTCRtpReceiver__started:  # type: ignore[attr-defined]
-        stop_decoder()  # its track gets end-of-stream; nothing reads it
-        return
-    receive = receiver.receive
-
-    async def receive_then_retire_decoder(parameters: Any) -> None:
-        await receive(parameters)
-        stop_decoder()
-
-    receiver.receive = receive_then_retire_decoder  # type: ignore[method-assign]
+def decode_release(decoder: OpusDecoder, release: Release) -> np.ndarray:
+    """The 24 kHz samples of one jitter-buffer release (raises :class:`OpusError` for a corrupt payload)."""
+    if release.origin is Origin.PACKET or release.origin is Origin.RED:
+        return decoder.decode(release.payload or b"")
+    if release.origin is Origin.FEC:
+        return decoder.decode_fec(release.payload or b"", release.samples // _PER_48K)
+    return decoder.conceal(release.samples // _PER_48K)
 
 
 @dataclass
@@ -509,27 +386,3 @@ class _NativeView:
     streams: dict[int, StreamStatistics]
     active: dict[int, Any]
     clock_rate: int = WEBRTC_RATE
-
-
-class _GatedSrtp:
-    """A DTLS transport's inbound SRTP session behind :meth:`RtpMicSource._permits`: a refused
-    packet is dropped as undecryptable (aiortc logs it at DEBUG) before libsrtp decrypts it or
-    creates a stream for its SSRC."""
-
-    def __init__(self, session: SrtpSession, permits: Callable[[bytes], bool]) -> None:
-        self._session = session
-        self._permits = permits
-
-    @classmethod
-    def install(cls, transport: Any, permits: Callable[[bytes], bool]) -> None:
-        session = getattr(transport, "_rx_srtp", None)
-        if session is not None and not isinstance(session, cls):
-            transport._rx_srtp = cls(session, permits)
-
-    def unprotect(self, packet: bytes) -> bytes:
-        if not self._permits(packet):
-            raise SrtpError("refused by the mic's RTP gate")
-        return self._session.unprotect(packet)
-
-    def __getattr__(self, name: str) -> Any:  # unprotect_rtcp, protect…: the session's own
-        return getattr(self._session, name)

@@ -9,11 +9,21 @@ in order, soon, but not at an exact pace. So here a packet that arrives in order
 - **Gap** (a later packet is here, the next one is not): wait for the missing one (reordering)
   until ``wait`` has passed, then rebuild it from the next packet's in-band FEC if that packet is
   here, else conceal it. A packet that comes after its frame was rebuilt is *late* and dropped.
+  With RED, a gap also waits for the packets within the copies' reach that would still rebuild
+  it (a copy of it, or a copy whose FEC holds it) until they are as late as any packet has come
+  lately (the transit spread, below): after a burst, the packet carrying the copies is often
+  overtaken by the one after it. Once the packet after them is here, that wait is short.
 - **Stall** (nothing is here): once the next packet is ``2 frames + wait`` overdue, conceal on
   the frame clock so the upstream keeps a continuous cadence (its VAD keeps measuring time).
   With RED the stall starts as many frames later as the copies reach back (the RED distance
   seen): two packets lost in a row are both rebuilt whole or from FEC once the next one brings
-  its copy, and a frame inserted before it came would only have stretched the speech.
+  its copy (the FEC inside the copy rebuilds the frame before it), and a frame inserted before
+  it came would only have stretched the speech. For the same reason the stall waits out the
+  spread of transit times seen (how much later than the earliest packets have come lately,
+  from their RTP timestamps), not just ``wait``: with RED, copies fill reordered packets before
+  they show as late, so ``wait`` stays short while the packet ending a burst may come 40 ms
+  behind the one before it. Inserted frames that a burst's lost packets need anyway are not
+  wasted: they stand for the frames nothing rebuilds (a burst of ``k`` costs ``k − 2``).
   These frames are *inserted*: they use no sequence number, so a packet that was only delayed is
   still played when it comes (the stream stretches by a frame instead of losing a real one),
   while a burst that was really lost is not concealed twice. A frame whose time passed while
@@ -54,7 +64,7 @@ from collections.abc import Callable
 
 from ..core.audio_format import WEBRTC_RATE
 from .audio_budget import AudioBudget
-from .jitter_types import JitterStats, Origin, Release, StoredPacket, WindowMax
+from .jitter_types import JitterStats, Origin, Release, Spread, StoredPacket, WindowMax
 from .nack import NackPolicy
 from .rtp import extend_sequence
 
@@ -71,11 +81,14 @@ class JitterBuffer:
     def __init__(self, *, min_wait: float = 0.01, max_wait: float = 0.12, margin: float = 0.005,
                  memory_s: float = 5.0, resync_after: int = 100, budget: AudioBudget | None = None,
                  max_stall_s: float = 2.0, duration: Callable[[bytes], int | None] | None = None,
-                 nack: NackPolicy | None = None) -> None:
+                 nack: NackPolicy | None = None, fec: Callable[[bytes], bool] | None = None) -> None:
         """``budget``: what may leave per wall-clock second (kept across :meth:`reset`);
         ``max_stall_s``: how long a stall is bridged with concealment; ``duration``: the 48 kHz
         samples a payload decodes to (None: unknown), so a packet is paid for by what it holds;
-        ``nack``: the sender resends on NACK (see :meth:`nacks_due`), so a gap may wait for it."""
+        ``nack``: the sender resends on NACK (see :meth:`nacks_due`), so a gap may wait for it;
+        ``fec``: whether a payload carries in-band FEC for the frame before it (None: assume so).
+        libopus conceals when asked for FEC a packet lacks (silence, unvoiced frames), so such a
+        frame is concealment: counted as such, and a frame a stall inserted stands for it."""
         self.min_wait = min_wait
         self.max_wait = max_wait
         self.margin = margin
@@ -83,6 +96,7 @@ class JitterBuffer:
         self.budget = budget or AudioBudget()
         self.max_stall_s = max_stall_s
         self._duration = duration
+        self._fec = fec
         self.nack = nack
         self.stats = JitterStats()
         self._lateness = WindowMax(memory_s)
@@ -106,6 +120,7 @@ class JitterBuffer:
         self._from_copy: collections.deque[int] = collections.deque(maxlen=64)  # seqs played from RED copies
         self._oldest_copy: int | None = None  # the oldest copy pushed since the last packet (RED)
         self._copy_reach = WindowMax(memory_s)  # how many packets back the sender's RED copies reach
+        self._transit = Spread(memory_s)  # arrival − send time (RTP timestamp): how late packets come
 
     # --- input -------------------------------------------------------------------------------
 
@@ -133,6 +148,8 @@ class JitterBuffer:
         self._candidate = None
         assert self._next is not None  # set by _start or _resync above
         resent = self.nack is not None and self.nack.arrived(ext, now)
+        if not resent:  # (a resend's transit holds a round trip)
+            self._transit.add(now, timestamp)
         if self._oldest_copy is not None:  # the copies pushed just before were this packet's
             if 0 < ext - self._oldest_copy <= MAX_COPY_REACH:
                 self._copy_reach.add(now, ext - self._oldest_copy)
@@ -217,6 +234,7 @@ class JitterBuffer:
             self.nack.clear()
         self._played_ts = self._overdue_since = self._newest = self._oldest_copy = None
         self._credit = 0
+        self._transit.clear()
 
     @property
     def packets_sent(self) -> int:
@@ -256,11 +274,33 @@ class JitterBuffer:
         while a resend asked for may still come."""
         start = self._gap_start()
         until = start + self.wait
+        in_flight = self._rebuilder_due()
+        if in_flight is not None:
+            until = max(until, min(in_flight, start + self.max_wait))
         if self.nack is not None and self._next is not None:
             held = self.nack.hold_until(self._next, start, self._now)
             if held is not None:
                 until = max(until, held)
         return until
+
+    def _rebuilder_due(self) -> float | None:
+        """With RED: by when the packets that would still rebuild the frame due next (the next
+        ones within the copies' reach: each carries a copy of it, or a copy whose FEC holds it)
+        should have come if they were only overtaken: as late as any packet has come lately. None
+        if none of them is missing (a copy brought by a later packet does not count: the packet
+        itself carries more)."""
+        reach = int(self._copy_reach.get(self._now) or 0)
+        if not reach or self._next is None or not self._packets or self._newest is None:
+            return None
+        newest, newest_ts = self._newest
+        due = None
+        for ext in range(self._next + 1, min(self._next + reach + 2, newest)):
+            packet = self._packets.get(ext)
+            if packet is None or packet.redundant:
+                expected = self._transit.latest((newest_ts - (newest - ext) * self._step) % TS_MOD, self._now)
+                if expected is not None:
+                    due = expected if due is None else max(due, expected)
+        return due
 
     def _gap_start(self) -> float:
         """Since when the packet due next has been missed."""
@@ -287,9 +327,12 @@ class JitterBuffer:
 
     def _stall_at(self) -> float:
         """When the next frame of a stall is due (nothing is here): later by the RED distance, since
-        the packet that ends a short stall brings the frames it missed."""
+        the packet that ends a short stall brings the frames it missed, and by the spread of
+        transit times seen (as late as packets have come lately: with RED, reordering never shows
+        in ``wait``, the copies fill it), bounded by ``max_wait``."""
         reach = self._copy_reach.get(self._now) or 0
-        return self._last_arrival + (self._stalled + 2 + reach) * self.frame_s + self.wait
+        spread = min(self.max_wait, self._transit.get(self._now) + self.margin)
+        return self._last_arrival + (self._stalled + 2 + reach) * self.frame_s + max(self.wait, spread)
 
     def pop(self, now: float) -> list[Release]:
         """Every frame due by ``now`` that the budget can pay for, in order."""
@@ -321,6 +364,8 @@ class JitterBuffer:
                 if now < self._gap_deadline():
                     break
                 following = self._packets.get(self._next + 1)
+                if following is not None and self._fec is not None and not self._fec(following.payload):
+                    following = None  # no FEC in it: libopus would only conceal
                 if following is not None:  # real audio, even if a stall already stood for its time
                     if self._affords(frame_s, now):
                         out.append(Release(Origin.FEC, following.payload, self._step, following.arrival))

@@ -1,5 +1,6 @@
-"""What the jitter buffer hands out and counts: releases, stored packets, statistics, and the
-windowed maximum its waits follow (split from :mod:`gateway.media.jitter_buffer`)."""
+"""What the jitter buffer hands out and counts: releases, stored packets, statistics, the
+windowed maximum its waits follow and the transit spread its stalls wait out (split from
+:mod:`gateway.media.jitter_buffer`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..core.audio_format import WEBRTC_RATE
 from ..core.stats import percentile
 
 
@@ -79,3 +81,45 @@ class WindowMax:
         while self._entries and self._entries[0][0] < now - self.span:
             self._entries.popleft()
         return self._entries[0][1] if self._entries else None
+
+
+class Spread:
+    """How much later than the earliest the packets of the last ``span`` seconds arrived, relative to
+    their RTP timestamps: the spread of their transit times (jitter, reordering, bunching behind a
+    busy event loop), which a stall waits out before it invents audio. Clock drift between the
+    sender and us is ~0.1 ms over a 5 s span: no matter."""
+
+    def __init__(self, span: float, rate: int = WEBRTC_RATE) -> None:
+        self._rate = rate
+        self._slowest = WindowMax(span)
+        self._fastest = WindowMax(span)  # of −transit
+        self._origin: int | None = None
+
+    def add(self, now: float, timestamp: int) -> None:
+        if self._origin is None:
+            self._origin = timestamp
+        transit = now - self._sent(timestamp)
+        self._slowest.add(now, transit)
+        self._fastest.add(now, -transit)
+
+    def _sent(self, timestamp: int) -> float:
+        """Seconds since the first packet's timestamp (negative before it)."""
+        assert self._origin is not None
+        ticks = (timestamp - self._origin) % (1 << 32)
+        if ticks >= 1 << 31:
+            ticks -= 1 << 32
+        return ticks / self._rate
+
+    def latest(self, timestamp: int, now: float) -> float | None:
+        """When a packet stamped ``timestamp`` should have come by, as late as any lately."""
+        slowest = self._slowest.get(now)
+        return None if slowest is None or self._origin is None else self._sent(timestamp) + slowest
+
+    def get(self, now: float) -> float:
+        slowest, fastest = self._slowest.get(now), self._fastest.get(now)
+        return 0.0 if slowest is None or fastest is None else slowest + fastest
+
+    def clear(self) -> None:
+        self._origin = None
+        self._slowest = WindowMax(self._slowest.span)
+        self._fastest = WindowMax(self._fastest.span)

@@ -1,5 +1,6 @@
 """Chromium sends Opus in-band FEC once the gateway's answer asks for it and the gateway's receiver
-reports show loss; the gateway rebuilds lost frames from it instead of concealing them.
+reports show loss; the gateway rebuilds lost frames from it instead of concealing them. RED is
+off here: Chromium then sends plain Opus, as it does to a gateway that does not answer RED.
 
 The loss is real: nftables drops 15 % of the packets arriving at the gateway's media ports (the
 browser's mic stream; what the gateway sends back is untouched). Needs root and ``nft``.
@@ -30,7 +31,9 @@ async def outbound_audio(page: Any) -> dict[str, float]:
 
 async def test_chromium_sends_fec_and_the_gateway_rebuilds_lost_frames(make_gateway: GatewayFactory,
                                                                        launch) -> None:
-    gateway = await make_gateway(web_root=WEB, mic_nack_browsers=False)  # NACK would resend them first
+    # Without RED and NACK, which would rebuild or resend most lost frames before FEC is tried
+    # (tests/browser/test_red.py covers RED; with it FEC only serves a packet's second loss in a row).
+    gateway = await make_gateway(web_root=WEB, mic_nack_browsers=False, red=False)
     browser = await launch()
     _, page = await open_page(browser, f"{gateway.url}/?processing=off", mic=True)
     answer = await start_call(page)

@@ -147,7 +147,7 @@ def test_bunched_fifo_jitter_loses_nothing_and_stays_short() -> None:
     out = run(buffer, arrivals, until=40.0)
     assert played(out) == list(range(1000, 2500))
     assert buffer.stats.delay_percentile(95) == 0.0  # nothing held back: packets leave as they come
-    assert sum(r.inserted for _, r in out) < 10  # the stall threshold learnt the gaps between bunches
+    assert not any(r.inserted for _, r in out)  # a stall waits out the spread of transit times seen
 
 
 def test_silence_suppression_keeps_the_timeline() -> None:
@@ -220,7 +220,7 @@ def test_ten_percent_loss_with_jitter_keeps_the_cadence_complete(fifo: bool) -> 
     buffer = JitterBuffer()
     arrivals = stream(1500, delay=0.05, jitter=0.04, fifo=fifo, loss=0.1, seed=7)
     out = run(buffer, arrivals, until=40.0)
-    assert len(out) >= 1500  # every 20 ms of the caller's timeline, whatever was lost
+    assert len(out) == 1500  # every 20 ms of the caller's timeline, whatever was lost, and no more
     assert played(out) == sorted(played(out))
     assert buffer.stats.fec > 2 * buffer.stats.concealed  # most single losses had their FEC at hand
     assert buffer.stats.delay_percentile(50) <= 0.02 and buffer.stats.delay_percentile(95) <= 0.08

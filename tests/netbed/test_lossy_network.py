@@ -25,7 +25,11 @@ def test_ten_percent_loss_with_jitter_loses_no_speech(tmp_path: Path) -> None:
     sent = frames.pop("sent_by_peer")
     delivered = sum(frames.values())
     assert delivered >= 0.995 * sent  # a continuous 20 ms cadence reached the upstream
-    assert frames.get("fec", 0) > frames.get("concealed", 0)  # most losses were rebuilt from FEC
+    # Lost speech was rebuilt from FEC: ~12 of the 2.4 s of speech's 120 packets are lost at 10 %,
+    # and 107 of its 120 packets carry LBRR, so ~10 frames come back from it (8 in one run). Losses
+    # in the silence around the speech are concealed: silent packets carry no LBRR (libopus's FEC
+    # decode of such a packet is its concealment, so they are counted as concealed).
+    assert frames.get("fec", 0) >= 4, frames
     assert summary["jitter_buffer_ms"]["p50"] <= 40
     pcm, _ = read_wav(audio)
     transcript = Transcriber(materialize(WHISPER_BASE, default_cache_dir()), 1).transcribe(pcm, "pt").lower()
