@@ -41,6 +41,9 @@ class NetworkSettings:
     sctp_rto_min_ms: int = 250
     sctp_backoff_max_ms: int = 1000
     ice_rto_ms: int = 150
+    setup_copies: int = 1  # each set-up datagram we send goes out this many more times
+    setup_copy_gap_ms: int = 10
+    dtls_role: str = "server"  # answer a=setup:passive to actpass offers ("client": aiortc's active)
 
     def _check_network(self) -> None:
         for server in self.ice_servers:
@@ -63,6 +66,9 @@ class NetworkSettings:
         check_range("SCTP_RTO_MIN_MS", self.sctp_rto_min_ms, 50, 1000)
         check_range("SCTP_BACKOFF_MAX_MS", self.sctp_backoff_max_ms, 100, 60000)
         check_range("ICE_RTO_MS", self.ice_rto_ms, 50, 500)
+        check_range("SETUP_COPIES", self.setup_copies, 0, 3)
+        check_range("SETUP_COPY_GAP_MS", self.setup_copy_gap_ms, 0, 100)
+        check_choice("DTLS_ROLE", self.dtls_role, ("server", "client"))
         check(self.dtls_resend_max_ms >= self.dtls_resend_initial_ms, "DTLS_RESEND_MAX_MS",
               "must be >= DTLS_RESEND_INITIAL_MS")
         check(self.sctp_rto_min_ms <= self.sctp_rto_initial_ms <= self.sctp_backoff_max_ms, "SCTP_RTO_INITIAL_MS",
@@ -102,4 +108,10 @@ NETWORK_SETTINGS: tuple[Setting, ...] = (
             "longest SCTP retransmission timeout (ms) while backing off before the first RTT sample"),
     Setting("--ice-rto-ms", "ICE_RTO_MS", "ice_rto_ms", int,
             "ms before an ICE connectivity check is retransmitted (doubling; aioice: 500)"),
+    Setting("--setup-copies", "SETUP_COPIES", "setup_copies", int,
+            "extra copies of each set-up datagram (STUN, DTLS, SCTP until the data channel opens); 0: none"),
+    Setting("--setup-copy-gap-ms", "SETUP_COPY_GAP_MS", "setup_copy_gap_ms", int,
+            "ms between a set-up datagram and its copy"),
+    Setting("--dtls-role", "DTLS_ROLE", "dtls_role", str,
+            "server: answer a=setup:passive to actpass offers (we send DTLS's last flight); client: aiortc's active"),
 )

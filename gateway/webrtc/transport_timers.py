@@ -32,13 +32,31 @@ peer connection only (aiortc's classes and module constants stay as they are):
   answer cost it 0.5–1.5 s. Checks of this connection start at ``ice_rto`` (0.15 s, doubling).
   A duplicate check is a few dozen bytes; Chromium paces its first checks at ~50 ms itself.
 
+What a set-up measured phase by phase at 20 % loss then showed (``bench/setup_phases.py``), and
+what this module does about it:
+
+- **Copies** (:class:`SetupCopier`, ``SETUP_COPIES``): every datagram we send until the data
+  channel is open (checks and their answers, DTLS flights, SCTP's INIT…COOKIE-ACK, the
+  channel's ACK and first events) goes out twice, 10 ms apart, so it is lost with p² instead of
+  p. The peer drops the copy of what already arrived; on a clean link it costs ~15 small datagrams.
+- **The DTLS server's seat** (:func:`prefer_dtls_server`, ``DTLS_ROLE``): we answer ``passive``,
+  so the browser's ClientHello leaves as its ICE completes and our final flight is repeated until
+  the browser speaks. As DTLS client, a lost final flight of the browser's cost OpenSSL's 1 s.
+- **Timers from the round trip** (:class:`RoundTrip`): the DTLS resend and the association's first
+  RTO start at 1.5 ICE round trips + 50 ms when that exceeds 0.25 s, so a 300 ms path resends
+  nothing before its answer could come.
+- **A lost COOKIE-ACK** (:func:`_implicit_cookie_ack`): the browser's DATA while we wait for it
+  means the browser is established; aiortc held our DATA_CHANNEL_ACK and events for T1.
+
 A duplicate never breaks a slow but clean link; it costs a few hundred bytes per set-up.
 The values are settings (:meth:`TransportTimers.from_config`: ``DTLS_RESEND_INITIAL_MS``,
 ``DTLS_RESEND_MAX_MS``, ``DTLS_RESENDS``, ``SCTP_RTO_INITIAL_MS``, ``SCTP_RTO_MIN_MS``,
-``SCTP_BACKOFF_MAX_MS``, ``ICE_RTO_MS``; ``FAST_SETUP_TIMERS=false`` leaves aiortc's own).
+``SCTP_BACKOFF_MAX_MS``, ``ICE_RTO_MS``, ``SETUP_COPIES``, ``SETUP_COPY_GAP_MS``, ``DTLS_ROLE``;
+``FAST_SETUP_TIMERS=false`` leaves aiortc's own and answers as aiortc does).
 What is patched is instance state: ``RTCIceTransport._send``/``_recv`` (already instance attributes),
-``RTCSctpTransport._rto`` and the instance's ``_update_rto``, and each of the ICE connection's
-STUN protocols' ``transactions`` table (a dict that sets a new transaction's first timeout). :func:`check_timer_internals`
+``RTCSctpTransport._rto`` and the instance's ``_update_rto``/``_receive_chunk``, each of the ICE
+connection's STUN protocols' ``transactions`` table (a dict that sets a new transaction's first
+timeout) and, until the set-up is over, its ``send_stun``/``send_data``. :func:`check_timer_internals`
 verifies, once, that aiortc still reads them the way this relies on.
 """
 
@@ -57,13 +75,24 @@ from aiortc import RTCPeerConnection
 from aiortc import rtcsctptransport as sctp_module
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcicetransport import RTCIceTransport
-from aiortc.rtcsctptransport import Chunk, InitChunk, RTCSctpTransport, serialize_packet
+from aiortc.rtcsctptransport import (
+    Chunk,
+    CookieAckChunk,
+    DataChunk,
+    InitChunk,
+    RTCSctpTransport,
+    SackChunk,
+    serialize_packet,
+)
 
 if TYPE_CHECKING:
     from ..config import Config
 
 logger = logging.getLogger(__name__)
 FLIGHT_GAP_S = 0.005  # with nothing received between, datagrams this close are one flight
+COPY_GRACE_S = 0.5  # after the data channel opened, its first events are copied too
+COPY_WINDOW_S = 15.0  # no copies after this long (a set-up that slow is not saved by them)
+MAX_COPIES = 80  # per connection
 
 
 class TimerInternalsError(RuntimeError):
@@ -79,6 +108,9 @@ class TransportTimers:
     sctp_rto_min: float = 0.25
     sctp_backoff_max: float = 1.0  # until the first RTT sample
     ice_rto: float = 0.15
+    setup_copies: int = 1  # extra copies of each set-up datagram we send (0: none)
+    copy_gap: float = 0.01  # s between a datagram and its copy
+    dtls_server: bool = True  # answer a=setup:passive to an actpass offer (we send the last flight)
 
     @classmethod
     def from_config(cls, config: Config) -> TransportTimers | None:
@@ -89,7 +121,8 @@ class TransportTimers:
         return cls(dtls_initial=config.dtls_resend_initial_ms / 1000, dtls_max=config.dtls_resend_max_ms / 1000,
                    dtls_resends=config.dtls_resends, sctp_rto_initial=config.sctp_rto_initial_ms / 1000,
                    sctp_rto_min=config.sctp_rto_min_ms / 1000, sctp_backoff_max=config.sctp_backoff_max_ms / 1000,
-                   ice_rto=config.ice_rto_ms / 1000)
+                   ice_rto=config.ice_rto_ms / 1000, setup_copies=config.setup_copies,
+                   copy_gap=config.setup_copy_gap_ms / 1000, dtls_server=config.dtls_role == "server")
 
 
 @cache
@@ -112,9 +145,18 @@ def check_timer_internals() -> None:
         (RTCSctpTransport._t1_expired, "_send_chunk"),  # how an INIT is resent
         (RTCSctpTransport._send_chunk, "_RTCSctpTransport__transport"),
         (RTCSctpTransport._send_chunk, "serialize_packet"),
+        (RTCSctpTransport._handle_data, "_receive_chunk"),  # each chunk, looked up on the instance
+        (RTCSctpTransport._receive_chunk, "CookieAckChunk"),  # a COOKIE-ACK in COOKIE-ECHOED: established
+        (RTCSctpTransport._data_channel_flush, "_association_state"),  # held until established
     ]
     names += [(aioice_ice.StunProtocol.request, "transactions"), (aioice_stun.Transaction.__init__, "_Transaction__timeout_delay"),
-              (aioice_stun.Transaction._Transaction__retry, "_Transaction__timeout_delay")]  # type: ignore[attr-defined]
+              (aioice_stun.Transaction._Transaction__retry, "_Transaction__timeout_delay"),  # type: ignore[attr-defined]
+              (aioice_ice.StunProtocol.request, "transactions"),  # deleted when answered: an RTT sample
+              (aioice_ice.StunProtocol.send_stun, "transport"),  # copies go out through it
+              (aioice_ice.StunProtocol.send_data, "transport"),
+              (aioice_ice.Connection.sendto, "send_data"),  # looked up on the protocol instance
+              (RTCDtlsTransport.start, "_set_role"),
+              (RTCPeerConnection.createAnswer, "_role")]
     problems = [f"{function.__qualname__} no longer uses {name}" for function, name in names
                 if name not in function.__code__.co_names]
     if not hasattr(sctp_module, "SCTP_RTO_MAX"):
@@ -124,38 +166,111 @@ def check_timer_internals() -> None:
                                   "aiortc==1.16.0")
 
 
-def tune_transport_timers(pc: RTCPeerConnection, timers: TransportTimers | None = None) -> None:
+@dataclass
+class Tuning:
+    """What :func:`tune_transport_timers` attached to one peer connection (for tests and logs)."""
+
+    resenders: list[DtlsFlightResender]
+    copiers: list[SetupCopier]
+    round_trips: list[RoundTrip]
+
+
+def tune_transport_timers(pc: RTCPeerConnection, timers: TransportTimers | None = None) -> Tuning:
     """After the local description is set (the transports exist, none has started)."""
     check_timer_internals()
     timers = timers or TransportTimers()
+    tuning = Tuning([], [], [])
     dtls_transports = {id(t.sender.transport): t.sender.transport for t in pc.getTransceivers()}
     if pc.sctp is not None:
         dtls_transports[id(pc.sctp.transport)] = pc.sctp.transport
         tune_sctp(pc.sctp, timers)
     for dtls in dtls_transports.values():
+        rtt = RoundTrip()
+        tuning.round_trips.append(rtt)
+        tune_ice(dtls.transport, timers, rtt)
         if dtls.state == "new":
-            DtlsFlightResender(dtls, timers)
-        tune_ice(dtls.transport, timers)
+            tuning.resenders.append(DtlsFlightResender(dtls, timers, rtt))
+            if pc.sctp is not None and pc.sctp.transport is dtls:
+                _sctp_rto_from_ice(dtls, pc.sctp, timers, rtt)
+            if timers.setup_copies:
+                tuning.copiers.append(SetupCopier(pc, dtls, timers))
+    return tuning
+
+
+def prefer_dtls_server(pc: RTCPeerConnection, timers: TransportTimers | None) -> None:
+    """Between ``setRemoteDescription(offer)`` and ``createAnswer()``: answer ``a=setup:passive``
+    to an ``actpass`` offer, so that the browser is the DTLS client and we send the handshake's
+    last flight. aiortc answers ``active`` otherwise. Two things make the server's seat the quick
+    one on a lossy link. (a) The browser, as the ICE controlling agent, completes ICE as soon as
+    its nominating check is answered and sends its ClientHello then, while our controlled agent
+    completes only once a check of its own comes back, often a retransmission later. (b) As
+    client, our last flight (Finished) is answered by the browser's; if that answer is lost, only
+    OpenSSL's own 1 s timer retransmits in a form the browser replies to (a byte-for-byte copy is
+    dropped by its replay check). As server, we repeat our last flight until the browser's first
+    data shows it arrived, and an identical copy is what the browser needs when the original
+    was lost."""
+    if timers is None or not timers.dtls_server:
+        return
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for dtls in transports:
+        if dtls._role == "auto" and dtls.state == "new":
+            dtls._set_role("server")
+
+
+class RoundTrip:
+    """The path's round trip as the connectivity checks measured it: the shortest time from a
+    check's first transmission to its answer. Exact for a check answered at its first try; for
+    one answered after a retransmission it is longer than the round trip, never shorter (which
+    copy was answered can't be told), so a timer set from it never fires early: on a path slower
+    than ``ice_rto`` every check is retransmitted once before its answer comes."""
+
+    def __init__(self) -> None:
+        self.rtt: float | None = None
+
+    def sample(self, rtt: float) -> None:
+        self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
+
+    def timeout(self, floor: float, ceiling: float) -> float:
+        """A first retransmission timeout for a handshake message: ``floor`` until a check was
+        answered, then 1.5 round trips + 50 ms (the peer's processing) if that is longer."""
+        if self.rtt is None:
+            return floor
+        return max(floor, min(ceiling, 1.5 * self.rtt + 0.05))
 
 
 class _QuickTransactions(dict[Any, Any]):
     """A STUN protocol's table of transactions in flight, that starts each one's retransmission
-    timer at ``rto`` instead of aioice's 0.5 s (set between construction and ``run()``)."""
+    timer at ``rto`` instead of aioice's 0.5 s (set between construction and ``run()``), and
+    times them from creation to answer (``StunProtocol.request`` deletes them when done)."""
 
-    def __init__(self, existing: dict[Any, Any], rto: float) -> None:
+    def __init__(self, existing: dict[Any, Any], rto: float, rtt: RoundTrip | None = None) -> None:
         super().__init__(existing)
         self.rto = rto
+        self.round_trip = rtt or RoundTrip()
+        self._started: dict[Any, float] = {}
 
     def __setitem__(self, key: Any, transaction: Any) -> None:
         transaction._Transaction__timeout_delay = self.rto
+        self._started[key] = asyncio.get_running_loop().time()
         super().__setitem__(key, transaction)
 
+    def __delitem__(self, key: Any) -> None:
+        transaction = self.get(key)
+        started = self._started.pop(key, None)
+        super().__delitem__(key)
+        future = getattr(transaction, "_Transaction__future", None)
+        if (started is not None and future is not None and future.done() and not future.cancelled()
+                and future.exception() is None):
+            self.round_trip.sample(asyncio.get_running_loop().time() - started)
 
-def tune_ice(ice: RTCIceTransport, timers: TransportTimers) -> None:
+
+def tune_ice(ice: RTCIceTransport, timers: TransportTimers, rtt: RoundTrip | None = None) -> None:
     """After gathering (``setLocalDescription``): quicker connectivity-check retransmissions."""
     for protocol in ice._connection._protocols:
         if not isinstance(protocol.transactions, _QuickTransactions):
-            protocol.transactions = _QuickTransactions(protocol.transactions, timers.ice_rto)
+            protocol.transactions = _QuickTransactions(protocol.transactions, timers.ice_rto, rtt)
 
 
 def tune_sctp(sctp: RTCSctpTransport, timers: TransportTimers) -> None:
@@ -174,6 +289,37 @@ def tune_sctp(sctp: RTCSctpTransport, timers: TransportTimers) -> None:
     sctp._t1_expired = _backing_off(sctp, sctp._t1_expired, timers)  # type: ignore[method-assign]
     sctp._send_chunk = _init_with_tag_zero(sctp, sctp._send_chunk)  # type: ignore[method-assign,assignment]
     sctp._t3_expired = _backing_off(sctp, sctp._t3_expired, timers)  # type: ignore[method-assign]
+    sctp._receive_chunk = _implicit_cookie_ack(sctp, sctp._receive_chunk)  # type: ignore[method-assign,assignment]
+
+
+def _implicit_cookie_ack(sctp: RTCSctpTransport,
+                         receive: Callable[[Chunk], Coroutine[Any, Any, None]]) -> Callable[[Chunk], Coroutine[Any, Any, None]]:
+    """DATA or SACK from the peer while our COOKIE-ECHO waits for its COOKIE-ACK: the peer is
+    established (it sends neither before), so its COOKIE-ACK was lost; take the DATA as the ACK.
+    aiortc would process the peer's DATA_CHANNEL_OPEN but hold our DATA_CHANNEL_ACK and every
+    event until T1 resent the COOKIE-ECHO and a COOKIE-ACK came back: with Chromium, which opens
+    its channel on sending OPEN, the page sat open and silent for 1–3 s at 20 % loss."""
+
+    async def receive_chunk(chunk: Chunk) -> None:
+        if isinstance(chunk, DataChunk | SackChunk) and sctp._association_state == RTCSctpTransport.State.COOKIE_ECHOED:
+            await receive(CookieAckChunk())
+        await receive(chunk)
+
+    return receive_chunk
+
+
+def _sctp_rto_from_ice(dtls: RTCDtlsTransport, sctp: RTCSctpTransport, timers: TransportTimers,
+                       rtt: RoundTrip) -> None:
+    """The association starts once DTLS is connected: its first RTO (INIT, COOKIE-ECHO) follows
+    the round trip ICE measured, if that is longer than ``sctp_rto_initial``. On a 300 ms path a
+    250 ms T1 would resend every INIT before its answer could come."""
+
+    def on_state() -> None:
+        if dtls._state == State.CONNECTED and sctp._srtt is None:
+            sctp._rto = max(sctp._rto, rtt.timeout(timers.sctp_rto_initial, timers.sctp_backoff_max))
+            dtls.remove_listener("statechange", on_state)
+
+    dtls.on("statechange", on_state)
 
 
 def _init_with_tag_zero(sctp: RTCSctpTransport,
@@ -205,10 +351,11 @@ class DtlsFlightResender:
     futures it holds until they finish; the timer is cancelled when the handshake ends.
     """
 
-    def __init__(self, dtls: RTCDtlsTransport, timers: TransportTimers) -> None:
+    def __init__(self, dtls: RTCDtlsTransport, timers: TransportTimers, rtt: RoundTrip | None = None) -> None:
         self._dtls = dtls
         self._ice = dtls.transport
         self._timers = timers
+        self._round_trip = rtt or RoundTrip()
         self._send: Callable[[bytes], Coroutine[Any, Any, None]] = self._ice._send
         self._recv: Callable[[], Coroutine[Any, Any, bytes]] = self._ice._recv
         self._ice._send = self._sending
@@ -243,7 +390,7 @@ class DtlsFlightResender:
             now = loop.time()
             received = self._received()
             if received != self._flight_rx:  # a new flight, in answer to the peer: fresh timer
-                self._rto = self._timers.dtls_initial
+                self._rto = self._round_trip.timeout(self._timers.dtls_initial, self._timers.dtls_max)
                 self._resends = 0
                 self._flight_rx = received
                 self._flight = []
@@ -297,3 +444,95 @@ class DtlsFlightResender:
             self._ice._recv = self._recv
         if self.resent:
             logger.debug("DTLS handshake %s after %d resent datagrams", self._dtls.state, self.resent)
+
+
+class SetupCopier:
+    """Sends every datagram of the set-up twice (``setup_copies`` extra copies, ``copy_gap`` apart):
+    connectivity checks and their answers, DTLS flights, the SCTP association and the data
+    channel's OPEN/ACK, until the data channel is open (plus ``COPY_GRACE_S`` for the first
+    events) — never media, never later traffic.
+
+    Each lost handshake datagram costs a retransmission timeout (0.25 s or more); at 20 % loss
+    one of the ~10 we send is lost in most set-ups. A datagram sent twice is lost with p² (4 %)
+    instead of p where losses are independent, and the gap spreads the copies past short bursts.
+    A copy that arrives after its original is dropped where any duplicate is: STUN answers
+    requests again (the answer to an answered transaction is ignored), DTLS's replay check drops
+    a record seen already, so SCTP never sees it. It costs at most ``MAX_COPIES`` datagrams of a
+    few hundred bytes per connection, and nothing on a clean link but those bytes.
+    """
+
+    def __init__(self, pc: RTCPeerConnection, dtls: RTCDtlsTransport, timers: TransportTimers) -> None:
+        self._timers = timers
+        self._handles: set[asyncio.TimerHandle] = set()
+        self._done = False
+        self.copies = 0  # datagrams sent again (for tests and logs)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + COPY_WINDOW_S
+        self._originals: list[tuple[Any, Any, Any]] = []
+        for protocol in dtls.transport._connection._protocols:
+            self._wrap(protocol)
+        with_channel = pc.sctp is not None and pc.sctp.transport is dtls
+
+        def on_dtls_state() -> None:
+            if dtls._state == State.CONNECTED and not with_channel:
+                self._soon_done()  # no data channel: the handshake was the set-up
+            elif dtls._state in (State.FAILED, State.CLOSED):
+                self.finish()
+
+        if with_channel:
+            pc.on("datachannel", self._soon_done)  # the peer's OPEN came (our ACK is on its way)
+        dtls.on("statechange", on_dtls_state)
+
+    def _wrap(self, protocol: Any) -> None:
+        send_stun, send_data = protocol.send_stun, protocol.send_data
+
+        def stun_twice(message: Any, addr: tuple[str, int]) -> None:
+            send_stun(message, addr)
+            self._copy(protocol, bytes(message), addr)
+
+        async def data_twice(data: bytes, addr: tuple[str, int]) -> None:
+            await send_data(data, addr)
+            if data and not 127 < data[0] < 192:  # not SRTP/SRTCP: media is never copied
+                self._copy(protocol, data, addr)
+
+        protocol.send_stun, protocol.send_data = stun_twice, data_twice
+        self._originals.append((protocol, send_stun, send_data))
+
+    def _copy(self, protocol: Any, data: bytes, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._done or loop.time() > self._deadline or self.copies >= MAX_COPIES:
+            if not self._done:
+                self.finish()
+            return
+        for index in range(self._timers.setup_copies):
+            handle = loop.call_later(self._timers.copy_gap * (index + 1), self._send_copy, protocol, data, addr)
+            self._handles.add(handle)
+            self.copies += 1
+
+    def _send_copy(self, protocol: Any, data: bytes, addr: tuple[str, int]) -> None:
+        now = asyncio.get_running_loop().time()
+        self._handles = {h for h in self._handles if h.when() > now}  # those still to come
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            return
+        try:
+            transport.sendto(data, addr)
+        except OSError as exc:  # as aioice's own sendto: the network may be gone
+            logger.debug("set-up copy not sent: %s", exc)
+
+    def _soon_done(self, *_: Any) -> None:
+        if not self._done:
+            self._handles.add(asyncio.get_running_loop().call_later(COPY_GRACE_S, self.finish))
+
+    def finish(self) -> None:
+        """No more copies (the set-up is over); the protocols send as before."""
+        if self._done:
+            return
+        self._done = True
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        for protocol, send_stun, send_data in self._originals:
+            protocol.send_stun, protocol.send_data = send_stun, send_data
+        if self.copies:
+            logger.debug("set-up datagrams copied: %d", self.copies)

@@ -27,7 +27,7 @@ from gateway.media.audio_receiver import RtpMicSource
 from gateway.media.outbound_codec import OpusPacketizer
 from gateway.media.resample import Upsampler
 from gateway.webrtc.red_audio import RedPacketizer
-from gateway.webrtc.transport_timers import tune_transport_timers
+from gateway.webrtc.transport_timers import TransportTimers, tune_transport_timers
 from tests.audio_tools import read_wav
 from tests.peers import ClientPeer
 
@@ -61,7 +61,7 @@ def timed_setup(peer: ClientPeer, tune: bool, nack: bool = False) -> dict[str, f
             description = RTCSessionDescription(sdp=offer_nack(description.sdp), type="offer")
         await set_local(description)
         if tune:
-            tune_transport_timers(peer.pc)
+            tune_transport_timers(peer.pc, TransportTimers(setup_copies=0))  # a browser sends each datagram once
 
     peer.pc.createOffer = offer  # type: ignore[method-assign]
     peer.pc.setLocalDescription = set_local_and_tune  # type: ignore[method-assign]
