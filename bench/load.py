@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.media import native  # noqa: E402
 from gateway.media.native.call_media import NativeCallMedia, srtp_keys  # noqa: E402
-from gateway.media.native.heap import heap_for  # noqa: E402
+from gateway.media.native.heap import CallHeap  # noqa: E402
 from gateway.media.native.pacer import Pacer  # noqa: E402
 from gateway.media.opus import OpusEncoder  # noqa: E402
 from gateway.media.outbound_audio import OutboundAudioTrack  # noqa: E402
@@ -131,7 +131,8 @@ class Client:
                 protocol.datagram_received = receivers[-1]
 
 
-async def start_client(url: str, packets: list[bytes], index: int, pacer: Pacer | None) -> Client:
+async def start_client(url: str, packets: list[bytes], index: int, pacer: Pacer | None,
+                       heap: CallHeap | None = None) -> Client:
     """One caller. With a ``pacer`` (the native load client) its mic is paced by it and sent by
     the native pump, and what comes back is counted off the socket."""
     mic = LoopedMic(packets, offset=index * 37)
@@ -153,7 +154,7 @@ async def start_client(url: str, packets: list[bytes], index: int, pacer: Pacer 
     if track is not None:
         transceiver = peer.pc.getTransceivers()[0]
         await asyncio.wait_for(transceiver.sender._RTCRtpSender__rtp_started.wait(), 10)
-        media = NativeCallMedia(transceiver, track, pacer=pacer)
+        media = NativeCallMedia(transceiver, track, pacer=pacer, heap=heap)
         why = media.start(None)
         if why is not None:
             raise RuntimeError(f"native load client: {why}")
@@ -427,6 +428,7 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
     server = subprocess.Popen(server_command(kind, port, upstream, args), cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     pacer = Pacer(asyncio.get_running_loop()) if args.native_client else None
+    heap = CallHeap()  # the native load clients', like a gateway worker's
     steps: list[Step] = []
     clients: list[Client] = []
     gateway = kind != "echo"
@@ -448,7 +450,7 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
         for target in args.calls:
             while len(clients) < target:
                 batch = min(10, target - len(clients))
-                clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i, pacer)
+                clients += await asyncio.gather(*(start_client(url, packets, len(clients) + i, pacer, heap)
                                                   for i in range(batch)))
             await asyncio.sleep(3)  # settle
             pids = process_tree(server.pid)
@@ -503,7 +505,7 @@ async def measure_server(kind: str, args: argparse.Namespace, packets: list[byte
                 c.media.stop()
         await asyncio.gather(*(c.peer.close() for c in clients), return_exceptions=True)
         if args.call_freeze:
-            heap_for().reclaim()  # the ended clients' heap now, not in the next server's window
+            heap.reclaim()  # the ended clients' heap now, not in the next server's window
         server.terminate()
         server.wait(30)
         if client_probe is not None:

@@ -31,6 +31,7 @@ from ..core.events import Event, append_message, dumps, error_event
 from ..core.policy import SessionPolicy
 from ..core.stats import percentiles
 from ..media.inbound_audio import MicFrame
+from ..media.native.shared_media import SharedMedia
 from ..realtime.upstream_link import LinkFailed, UpstreamLink
 from ..webrtc.browser_peer import BrowserPeer, MicFactory
 from ..webrtc.ice import IceServers
@@ -59,6 +60,7 @@ class Call:
                  ice: IceServers | None = None,
                  mic_source: MicFactory | None = None,
                  metrics: GatewayMetrics | None = None, created_at: float | None = None,
+                 native_media: SharedMedia | None = None,
                  peer_factory: Callable[..., BrowserPeer] = BrowserPeer) -> None:
         """``peer_factory``: how the call's peer is made (BrowserPeer's arguments); the embedding
         API gives one wrapping a peer connection the application owns."""
@@ -74,6 +76,7 @@ class Call:
         self._link = UpstreamLink(config, self.conversation, self._metrics, self._on_upstream_event, self._flush)
         self._observers: list[Observer] = []  # the application's side (sideband): see add_observer
         self._peer_factory = peer_factory
+        self._native_media = native_media
         self._state = CallState(CallLimits(resume_grace_s=config.resume_grace_s), self._started)
         self._ended = asyncio.Event()
         self._peers = CallPeers(self._new_peer, self._state, config, self._ended)
@@ -91,7 +94,8 @@ class Call:
         """A peer configured with the STUN/TURN servers healthy right now (fresh at each resume)."""
         return self._peer_factory(self._config, self._ice.for_gateway(self.id), next_frame=self._next_frame,
                                   on_mic_audio=self._on_mic_audio, on_message=self._on_client_message,
-                                  metrics=self._metrics, started=self._started, mic_source=self._mic_source)
+                                  metrics=self._metrics, started=self._started, mic_source=self._mic_source,
+                                  native_media=self._native_media)
 
     @property
     def _peer(self) -> BrowserPeer:

@@ -25,7 +25,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +36,7 @@ from ..core.errors import AtCapacity, BadRequest, RateLimited, Unauthorized
 from ..core.limits import Rate
 from ..core.policy import PolicyError, SessionPolicy, merge_session
 from ..core.tokens import TokenStore
+from ..media.native.shared_media import SharedMedia
 from ..webrtc.browser_peer import close_peer
 from ..webrtc.ice import IceServers
 from ..webrtc.sdp import check_offer, parse_sdpfrag
@@ -74,6 +75,7 @@ class Gateway:
     admission: SharedAdmission
     cluster: Cluster
     engine_capacity: EngineCapacity  # is the local engine full? (its pooled probe)
+    native_media: SharedMedia = field(default_factory=SharedMedia)  # the calls' pacer and heap (MEDIA_PATH=native)
     draining: bool = False
 
     async def admit(self, client: Client, action: str) -> None:
@@ -188,7 +190,8 @@ async def create_call(request: web.Request) -> web.Response:
         raise
     session = merge_session(secret.session, update or {})
     call_id_var.set(call_id)  # inherited by every task this call and aiortc start from here
-    call = Call(call_id, gateway.config, session, ice=gateway.ice, metrics=gateway.metrics, created_at=received_at)
+    call = Call(call_id, gateway.config, session, ice=gateway.ice, metrics=gateway.metrics, created_at=received_at,
+                native_media=gateway.native_media)
     try:
         answer = await call.accept(offer)
     except BaseException:
@@ -341,5 +344,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(join_cluster)
     app.cleanup_ctx.append(forwarder.context)
     app.cleanup_ctx.append(gateway.engine_capacity.context)
+    app.cleanup_ctx.append(gateway.native_media.context)
     app.on_cleanup.append(close_admission)
     return app

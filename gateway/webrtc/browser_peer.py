@@ -7,7 +7,7 @@ outbound track, the mic pump, the loss-report follower and the liveness watch, a
 
 With ``MEDIA_PATH=native`` the connection's RTP leaves aiortc once it is connected
 (:class:`~gateway.media.native.call_media.NativeCallMedia`): the outbound track is held until
-then, handed to the loop's pacer if the native path takes the call, released to aiortc's sender
+then, handed to the worker's pacer if the native path takes the call, released to aiortc's sender
 if not (a TURN relay pair, say). The native side is stopped when :meth:`BrowserPeer.run` returns.
 """
 
@@ -34,6 +34,8 @@ from ..media.inbound_audio import MicFrame, MicSource, TrackMicSource, pump_mic
 from ..media.nack import NackPolicy
 from ..media.native import announce_config
 from ..media.native.call_media import NativeCallMedia
+from ..media.native.nack_resend import bound_aiortc_resends
+from ..media.native.shared_media import SharedMedia
 from ..media.outbound_audio import OutboundAudioTrack
 from ..media.outbound_codec import OpusPacketizer, follow_loss_reports
 from ..server.metrics import GatewayMetrics
@@ -42,7 +44,7 @@ from .nack_sdp import accept_nack
 from .opus_sdp import request_opus_fec
 from .red_audio import RedPacketizer, accept_red
 from .sdp import tidy_answer
-from .transport_timers import TransportTimers, tune_transport_timers
+from .transport_timers import TransportTimers, prefer_dtls_server, tune_transport_timers
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +68,13 @@ class BrowserPeer:
     def __init__(self, config: Config, configuration: RTCConfiguration | None, *,
                  next_frame: Callable[[float], np.ndarray], on_mic_audio: Callable[[bytes, MicFrame], None],
                  on_message: Callable[[str | bytes], None], metrics: GatewayMetrics, started: float,
-                 mic_source: MicFactory | None = None, pc: RTCPeerConnection | None = None) -> None:
-        """``pc``: a peer connection made elsewhere (the embedding API's, owned by the application)."""
+                 mic_source: MicFactory | None = None, pc: RTCPeerConnection | None = None,
+                 native_media: SharedMedia | None = None) -> None:
+        """``pc``: a peer connection made elsewhere (the embedding API's, owned by the application).
+        ``native_media``: the worker's pacer and call heap for the native path (None: the call's own)."""
         self._config = config
         self._metrics = metrics
+        self._native_media = native_media
         self._started = started
         self._on_mic_audio = on_mic_audio
         self._on_message = on_message
@@ -123,8 +128,10 @@ class BrowserPeer:
                 transceiver, offer_sdp, unoffered=self._config.mic_nack_browsers)
             if red is not None:  # RED both ways (the own receive path unpacks it)
                 self._red.enable(red)
+            timers = TransportTimers.from_config(self._config)
+            prefer_dtls_server(self.pc, timers)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            if (timers := TransportTimers.from_config(self._config)) is not None:
+            if timers is not None:
                 tune_transport_timers(self.pc, timers)
         except BadRequest:
             raise
@@ -132,6 +139,7 @@ class BrowserPeer:
             raise BadRequest(f"The SDP offer could not be negotiated: {exc or type(exc).__name__}",
                              code="invalid_offer") from None
         self._sender = transceiver.sender
+        bound_aiortc_resends(self._sender)  # a peer NACKing everything must not multiply what we send
         self._audio_mid = transceiver.mid
         return tidy_answer(request_opus_fec(self.pc.localDescription.sdp))
 
@@ -217,7 +225,9 @@ class BrowserPeer:
             if self._remote_track is not None:
                 await self._mic_ready.wait()  # _run_mic makes the mic source in its first step
             transceiver = next(t for t in self.pc.getTransceivers() if t.sender is self._sender)
-            native = NativeCallMedia(transceiver, self.outbound)
+            shared = self._native_media
+            native = NativeCallMedia(transceiver, self.outbound, pacer=shared.pacer if shared else None,
+                                     heap=shared.heap if shared else None)
             why = native.start(self.mic if isinstance(self.mic, RtpMicSource) else None)
         except Exception as exc:  # anything unexpected: the call goes on on the Python path
             logger.warning("native media path not started (%r): Python path for this call", exc)

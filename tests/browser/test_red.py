@@ -4,7 +4,8 @@ Chromium offers ``red/48000/2`` (``a=fmtp:63 111/111``); the gateway answers it 
 Chromium's mic packets arrive as PT 63 carrying the previous frame, and the gateway's own
 packets to Chromium carry theirs. Under real loss (nftables drops on this host, root only) the
 gateway rebuilds lost mic frames from the copies at full quality, and Chromium conceals far less
-of what the gateway sends than in a call without RED.
+of what the gateway sends than in a call without RED. Without RED, the gateway resends what
+Chromium NACKs (both media paths), and Chromium conceals far less than when nothing comes back.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
+from aiortc.rtcrtpsender import RTCRtpSender
 
+from gateway.media.native.call_media import NativeCallMedia
 from gateway.webrtc import browser_peer
 from tests.conftest import GatewayFactory
 
@@ -39,7 +44,7 @@ async def inbound_audio(page: Any) -> dict[str, Any]:
         });
         return {concealed: inbound.concealedSamples || 0, total: inbound.totalSamplesReceived || 0,
                 packets: inbound.packetsReceived || 0, lost: inbound.packetsLost || 0,
-                codec: codecs[inbound.codecId] || null};
+                nacks: inbound.nackCount || 0, codec: codecs[inbound.codecId] || null};
     }""")
 
 
@@ -96,14 +101,24 @@ async def test_red_is_negotiated_and_carries_copies_both_ways(make_gateway: Gate
     assert seen["packets"] > 100 and seen["total"] > 0, seen  # and Chromium plays them
 
 
-async def concealed_ratio(make_gateway: GatewayFactory, launch, *, loss: float) -> tuple[float, dict[str, Any]]:
-    """Chromium's concealed / received samples of the gateway's stream over ~12 s at ``loss`` %.
-    NACK stays out of it (``mic_nack_browsers=False``): with it Chromium asks for the gateway's lost
-    packets too, and on the Python path aiortc's sender resends them, which is not what RED does."""
-    gateway = await make_gateway(web_root=WEB, mic_nack_browsers=False)
+@dataclass
+class Concealment:
+    ratio: float  # Chromium's concealed / received samples while the loss ran
+    chromium: dict[str, Any]  # its inbound-rtp figures at the end
+    packets: int  # packets Chromium received meanwhile
+    nacks: int  # NACKs Chromium sent meanwhile (its inbound-rtp nackCount)
+    resent: int | None  # packets the gateway resent for them (native path; None on the Python path)
+    native: dict[str, int]  # the native path's counters (empty on the Python path)
+
+
+async def concealment(make_gateway: GatewayFactory, launch, *, loss: float, **overrides: Any) -> Concealment:
+    """Chromium's concealment of the gateway's stream over ~12 s at ``loss`` % (``overrides``: the
+    gateway's settings)."""
+    gateway = await make_gateway(web_root=WEB, **overrides)
     browser = await launch()
     _, page = await open_page(browser, f"{gateway.url}/?processing=off", mic=True)
     answer = await start_call(page)
+    (call,) = gateway.state.calls
     await asyncio.sleep(1.0)
     before = await inbound_audio(page)
     with dropped_to_browser(answer_ports(answer), loss):
@@ -111,7 +126,19 @@ async def concealed_ratio(make_gateway: GatewayFactory, launch, *, loss: float) 
         await asyncio.sleep(6.0)
     after = await inbound_audio(page)
     total = after["total"] - before["total"]
-    return (after["concealed"] - before["concealed"]) / max(1, total), after
+    native = call._peer.native
+    counts = native.counts() if native is not None else {}
+    return Concealment((after["concealed"] - before["concealed"]) / max(1, total), after,
+                       after["packets"] - before["packets"], after["nacks"] - before["nacks"], counts.get("resent"),
+                       counts)
+
+
+async def concealed_ratio(make_gateway: GatewayFactory, launch, *, loss: float) -> tuple[float, dict[str, Any]]:
+    """Chromium's concealed / received samples of the gateway's stream over ~12 s at ``loss`` %.
+    NACK stays out of it (``mic_nack_browsers=False``): with it Chromium asks for the gateway's lost
+    packets too, and the gateway resends them (both media paths), which is not what RED does."""
+    seen = await concealment(make_gateway, launch, loss=loss, mic_nack_browsers=False)
+    return seen.ratio, seen.chromium
 
 
 async def test_red_halves_what_chromium_conceals_at_ten_percent_loss(make_gateway: GatewayFactory, launch,
@@ -151,3 +178,31 @@ async def test_chromium_resends_the_mic_packets_the_gateway_nacks(make_gateway: 
     assert stats.nacked >= 5, stats  # the drops happened and were asked for (no reordering on loopback)…
     assert nack.answered >= 0.5 * nack.requested, (nack.answered, nack.requested)  # …and Chromium resent them
     assert stats.resent >= 1, stats  # (played from the resend: loopback round trips fit the wait)
+
+
+@pytest.mark.parametrize("media_path", ["native", "python"])
+async def test_resending_what_chromium_nacks_cuts_what_it_conceals(make_gateway: GatewayFactory, launch,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  media_path: str) -> None:
+    """RED off, NACK answered (``MIC_NACK_BROWSERS``, so Chromium's receiver asks for the gateway's
+    lost packets too) at 10 % loss: with the gateway's resends (the native sender's history, or
+    aiortc's on the Python path) against the same call with resends switched off."""
+    settings = dict(red=False, mic_nack_browsers=True, media_path=media_path)
+    resending = await concealment(make_gateway, launch, loss=10, **settings)
+    if media_path == "native":
+        monkeypatch.setattr(browser_peer, "NativeCallMedia", partial(NativeCallMedia, resend_nacks=False))
+    else:
+        async def unanswered(sender: RTCRtpSender, sequence_number: int) -> None:
+            return None
+
+        monkeypatch.setattr(RTCRtpSender, "_retransmit", unanswered)
+    silent = await concealment(make_gateway, launch, loss=10, **settings)
+    print(f"Chromium concealed at 10 % loss, RED off, NACK on, {media_path} path: {100 * resending.ratio:.1f} % "
+          f"with resends ({resending.nacks} NACKs, {resending.resent} resent; {resending.chromium}; {resending.native}), "
+          f"{100 * silent.ratio:.1f} % without ({silent.nacks} NACKs; {silent.chromium})")
+    assert silent.ratio > 0.02 and silent.nacks > 0, silent  # the loss reached Chromium, which asked…
+    assert resending.nacks > 0, resending
+    if media_path == "native":
+        assert resending.resent and resending.resent >= 0.03 * resending.packets, resending  # …we resent…
+        assert silent.resent == 0, silent
+    assert resending.ratio <= 0.5 * silent.ratio, (resending.ratio, silent.ratio)  # …and it was played

@@ -83,3 +83,29 @@ async def test_a_reclaim_waits_for_the_teardown_and_skips_if_a_call_started_mean
     heap.call_ended()
     await asyncio.sleep(0.1)
     assert heap.reclaims == 2
+
+
+async def test_closing_the_heap_cancels_a_reclaim_still_waiting() -> None:
+    heap = CallHeap(reclaim_after=100, idle_after=1, delay_s=0.05)
+    heap.call_started()
+    heap.call_ended()  # a reclaim is due once the delay has passed
+    heap.close()  # the app shuts down first
+    await asyncio.sleep(0.1)
+    assert heap.reclaims == 0 and heap.ended == 1
+    heap.close()  # idempotent
+    heap.reclaim()  # (hand what the test froze back to the collector)
+
+
+def test_a_heap_that_does_not_freeze_only_counts() -> None:
+    """A call no worker's heap sees (the embedding API's attach) is not frozen: nothing would hand
+    its garbage back to the collector."""
+    heap = CallHeap(reclaim_after=1, idle_after=1, freeze=False)
+    frozen = gc.get_freeze_count()
+    nodes, ref = call_objects(10)
+    heap.call_started()
+    assert gc.get_freeze_count() == frozen and heap.live == 1 and heap.freezes == 0
+    del nodes
+    heap.call_ended()
+    assert heap.reclaims == 0 and heap.ended == 1
+    gc.collect()
+    assert ref() is None  # its cycles were the collector's all along

@@ -78,3 +78,48 @@ async def test_a_stopped_track_leaves_the_pacer() -> None:
     counts = len(sent), len(other_sent)
     await asyncio.sleep(0.1)
     assert (len(sent), len(other_sent)) == counts and len(pacer) == 0
+
+
+class RecordingLoop:
+    """The running loop, noting every timer the pacer arms on it and which of them ran."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.timers: list[asyncio.TimerHandle] = []
+        self.ran: set[int] = set()
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        index = len(self.timers)
+
+        def run() -> None:
+            self.ran.add(index)
+            callback(*args)
+
+        self.timers.append(self._loop.call_later(delay, run))
+        return self.timers[-1]
+
+    def pending(self) -> int:
+        """Timers armed that neither ran nor were cancelled."""
+        return sum(1 for index, timer in enumerate(self.timers) if index not in self.ran and not timer.cancelled())
+
+    def call_soon(self, callback: Any, *args: Any) -> asyncio.Handle:
+        return self._loop.call_soon(callback, *args)
+
+
+async def test_closing_the_pacer_stops_every_stream_and_leaves_no_timer() -> None:
+    loop = RecordingLoop()
+    pacer = Pacer(loop)  # type: ignore[arg-type]
+    streams = [paced(pacer) for _ in range(3)]
+    for _, stream, _ in streams:
+        pacer.add(stream)
+    await asyncio.sleep(0.1)
+    assert pacer.armed and loop.pending() == 1 and all(len(sent) >= 4 for _, _, sent in streams)
+    pacer.close()
+    assert loop.pending() == 0
+    counts = [len(sent) for _, _, sent in streams]
+    ticks = pacer.ticks
+    streams[0][0].wake()  # a reply arriving after the close sends nothing either
+    await asyncio.sleep(0.1)
+    assert [len(sent) for _, _, sent in streams] == counts and pacer.ticks == ticks
+    assert len(pacer) == 0 and not pacer.armed
+    pacer.close()  # idempotent

@@ -7,6 +7,8 @@ import os
 import random
 import socket
 import struct
+import time
+from typing import Any
 
 import pylibsrtp
 import pytest
@@ -262,3 +264,128 @@ def test_a_send_on_a_closed_socket_is_a_drop_not_an_error() -> None:
         pump.Sender(pump.Session(profile, os.urandom(30), True), fd, "not-an-address", 9, 1, 111, 0, 0)
     with pytest.raises(ValueError):  # a sender needs an outbound session
         pump.Sender(pump.Session(profile, os.urandom(30), False), fd, "127.0.0.1", 9, 1, 111, 0, 0)
+
+
+def sender_and_listener(profile: int, key: bytes, sequence: int = 100) -> tuple[Any, socket.socket, socket.socket]:
+    listener, out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    sender = load().Sender(load().Session(profile, key, True), out.fileno(), "127.0.0.1", listener.getsockname()[1],
+                           0xCAFE, 111, sequence, 0, 4, "0", 2)
+    return sender, listener, out
+
+
+def received(listener: socket.socket) -> list[bytes]:
+    datagrams = []
+    listener.settimeout(0.2)
+    try:
+        while True:
+            datagrams.append(listener.recv(2000))
+    except TimeoutError:
+        return datagrams
+
+
+def test_a_nacked_packet_goes_out_again_as_the_same_datagram() -> None:
+    profile, key = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, os.urandom(30)
+    sender, listener, out = sender_and_listener(profile, key, sequence=65534)
+    try:
+        for i in range(20):  # 65534, 65535, 0, 1, … 17
+            sender.send(bytes([i]) * 60, 960 * i, True)
+        first = received(listener)
+        assert len(first) == 20
+        # 65535 and 0 lost, one never sent, and 65536: aiortc's NACK parse does not wrap (it means 0)
+        assert sender.resend([65535, 0, 40, 65536]) == 3
+        again = received(listener)
+    finally:
+        listener.close()
+        out.close()
+    assert again == [first[1], first[2], first[2]]  # byte for byte: no second protect of an index
+    theirs = pylib(profile, key, False)
+    assert [RtpPacket.parse(theirs.unprotect(d)).sequence_number for d in first[:3]] == [65534, 65535, 0]
+    with pytest.raises(pylibsrtp.Error):  # a receiver that had it drops the copy as a replay…
+        theirs.unprotect(again[0])
+    fresh = pylib(profile, key, False)  # …one that lost it plays it
+    assert RtpPacket.parse(fresh.unprotect(again[0])).payload == bytes([1]) * 60
+    assert (sender.resent, sender.resend_unknown, sender.resend_repeated) == (3, 1, 0)
+    assert sender.resent_bytes == len(first[1]) + 2 * len(first[2])
+    assert (sender.packets, sender.octets) == (20, 1200)  # what the sender reports count: the stream itself
+
+
+def test_resends_are_bounded_per_packet_by_budget_and_by_age() -> None:
+    pump, profile = load(), pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    sender, listener, out = sender_and_listener(profile, os.urandom(30))
+    try:
+        for i in range(40):
+            sender.send(os.urandom(120), 960 * i, True)
+        sent_bytes = sum(len(d) for d in received(listener))
+        assert sender.resend([100] * 5) == pump.RESENDS_PER_PACKET  # asked for five times, sent twice more
+        assert sender.resend_repeated == 5 - pump.RESENDS_PER_PACKET
+        assert sender.resend([101], 0.5) == 1 and sender.resend([101], 0.5) == 0  # not twice within a round trip
+        for _ in range(10):  # a hostile peer NACKs everything, over and over
+            sender.resend(range(100, 140))
+        resent = received(listener)
+        assert len(resent) == sender.resent
+        assert sender.resent_bytes == sum(len(d) for d in resent)
+        assert sender.resent_bytes <= sent_bytes / pump.RESEND_SHARE  # never more than the budget…
+        assert sender.resent_bytes >= sent_bytes / pump.RESEND_SHARE - 200  # …which it may use up
+        assert sender.resend_over_budget > 0 and sender.resend_repeated > 0
+        assert max(resent.count(d) for d in resent) <= pump.RESENDS_PER_PACKET
+        # 64 more: the ring and its slots moved on, the first packets are forgotten
+        for i in range(pump.HISTORY_SLOTS):
+            sender.send(os.urandom(120), 960 * (40 + i), True)
+        received(listener)
+        unknown = sender.resend_unknown
+        assert sender.resend(range(100, 140)) == 0 and sender.resend_unknown == unknown + 40
+        sender.send(os.urandom(120), 0, True)
+        time.sleep(pump.HISTORY_AGE_MS / 1000 + 0.05)
+        assert sender.resend([sender.sequence - 1]) == 0  # too old to be played when it arrives
+    finally:
+        listener.close()
+        out.close()
+
+
+def test_the_history_holds_what_fits_in_its_ring() -> None:
+    pump, profile = load(), pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    sender, listener, out = sender_and_listener(profile, os.urandom(30), sequence=0)
+    try:
+        for i in range(pump.HISTORY_SLOTS):  # 64 packets of ~1.2 kB: more than the ring's bytes
+            sender.send(os.urandom(1200), 960 * i, True)
+        sent = received(listener)
+        kept = []
+        for seq in range(pump.HISTORY_SLOTS):
+            unknown = sender.resend_unknown
+            sender.resend([seq])  # resent, or refused for the budget: either way still kept
+            if sender.resend_unknown == unknown:
+                kept.append(seq)
+        again = received(listener)
+    finally:
+        listener.close()
+        out.close()
+    size = len(sent[0])
+    assert kept == list(range(kept[0], pump.HISTORY_SLOTS))  # the newest, in one run…
+    assert pump.HISTORY_BYTES // size - 1 <= len(kept) <= pump.HISTORY_BYTES // size  # …as many as fit
+    assert again and again == [sent[seq] for seq in kept[:len(again)]]  # none damaged by the wrap
+    assert sum(map(len, again)) <= pump.RESEND_BURST  # the budget saved up is capped
+
+
+def test_a_retargeted_sender_keeps_its_numbering_and_history() -> None:
+    profile, key = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, os.urandom(30)
+    sender, listener, out = sender_and_listener(profile, key)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    try:
+        sender.send(b"a" * 40, 0, True)
+        first = received(listener)
+        sender.retarget(out.fileno(), "127.0.0.1", other.getsockname()[1])
+        sender.send(b"b" * 40, 960, True)
+        assert sender.resend([100]) == 1
+        moved = received(other)
+        with pytest.raises(ValueError):
+            sender.retarget(out.fileno(), "nowhere", 9)
+    finally:
+        listener.close()
+        out.close()
+        other.close()
+    theirs = pylib(profile, key, False)
+    assert [RtpPacket.parse(theirs.unprotect(d)).sequence_number for d in moved[:1]] == [101]
+    assert moved[1] == first[0]

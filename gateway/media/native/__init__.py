@@ -5,9 +5,11 @@ RTP off aiortc's per-packet Python: ``_pump.c`` (libsrtp2 through the CPython AP
 ``scripts/setup_native.sh``) demultiplexes the call's UDP datagrams, queues SRTP, and
 unprotects, parses and gates a whole batch in one call; the jitter buffer, FEC, concealment and
 decoding stay :class:`~gateway.media.audio_receiver.RtpMicSource`'s. Out, one
-:class:`~gateway.media.native.pacer.Pacer` timer per event loop paces every call's
+:class:`~gateway.media.native.pacer.Pacer` timer per worker (owned by its
+:class:`~gateway.media.native.shared_media.SharedMedia`) paces every call's
 :class:`~gateway.media.outbound_audio.OutboundAudioTrack` and hands each frame to C, which
-builds, protects and sends the packet. aiortc keeps signaling, ICE, DTLS and RTCP.
+builds, protects, sends and keeps the packet for a NACK's resend. aiortc keeps signaling, ICE,
+DTLS and RTCP (NACKs for our audio excepted: :mod:`~gateway.media.native.nack_resend`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@
  *       fallback(data, addr) unchanged; drain(permits, now) gates (before decryption),
  *       unprotects and parses the batch and keeps the receiver-report statistics.
  *   Sender(session, fd, host, port, ssrc, payload_type, mid_id, mid, abs_send_time_id)
- *       send(payload, pts, marker): RTP header (+ mid / abs-send-time), protect, sendto.
+ *       send(payload, pts, marker): RTP header (+ mid / abs-send-time), protect, sendto; the
+ *       protected datagram is kept (the last ~1 s, in a fixed ring) so that resend(lost), for an
+ *       RTCP NACK, puts the very same bytes on the wire again: no second protect of an index.
  *
  * Nothing here blocks: the socket is the event loop's non-blocking one.
  */
@@ -30,6 +32,13 @@
 #define MAX_QUEUE 256
 #define MAX_STREAMS 8
 #define NTP_EPOCH_OFFSET 2208988800ULL
+/* What a sender keeps for NACKs, and how much it may resend (see Sender_resend). */
+#define HISTORY_SLOTS 64                  /* 1.28 s of 20 ms packets; a power of two divides 65536 */
+#define HISTORY_BYTES 49152               /* the protected datagrams, in one ring */
+#define HISTORY_AGE_NS 1000000000LL       /* older than 1 s a resend is too late to be played */
+#define RESENDS_PER_PACKET 2              /* a packet asked for again and again goes out at most twice more */
+#define RESEND_SHARE 2                    /* resends may add 1/RESEND_SHARE of the bytes sent… */
+#define RESEND_BURST 8192                 /* …and the unused budget saved up is capped (bytes) */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Session                                                                                    */
@@ -481,7 +490,20 @@ typedef struct {
     char mid[16];
     int mid_len;
     unsigned long long packets, octets, dropped;
+    /* NACK history: slot seq % HISTORY_SLOTS says where in the ring its datagram starts */
+    struct {
+        uint64_t start;
+        long long sent_ns, resent_ns;
+        uint16_t seq, len;
+        uint8_t used, resends;
+    } kept[HISTORY_SLOTS];
+    uint64_t written;  /* ring bytes ever written (positions are written % HISTORY_BYTES) */
+    long long budget;  /* bytes a resend may still use, times RESEND_SHARE */
+    unsigned long long resent, resent_bytes, resend_unknown, resend_repeated, resend_over_budget;
+    unsigned char history[HISTORY_BYTES];
 } Sender;
+
+static int set_destination(Sender *self, const char *host, int port);
 
 static int Sender_init(Sender *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"session", "fd", "host", "port", "ssrc", "payload_type", "sequence", "timestamp_origin",
@@ -497,21 +519,7 @@ static int Sender_init(Sender *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "the sender needs an outbound session");
         return -1;
     }
-    memset(&self->addr, 0, sizeof(self->addr));
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&self->addr;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&self->addr;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        self->addr_len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        self->addr_len = sizeof(*v6);
-    } else {
-        PyErr_Format(PyExc_ValueError, "not a numeric address: %s", host);
-        return -1;
-    }
+    if (set_destination(self, host, port) < 0) return -1;
     size_t mid_len = strlen(mid);
     if (mid_len > 15 || (mid_id && mid_len == 0) || mid_id < 0 || mid_id > 14 || abs_id < 0 || abs_id > 14) {
         PyErr_SetString(PyExc_ValueError, "header extension ids must be 1–14 and the mid 1–15 bytes");
@@ -528,12 +536,60 @@ static int Sender_init(Sender *self, PyObject *args, PyObject *kwds) {
     self->abs_id = abs_id;
     memcpy(self->mid, mid, mid_len);
     self->mid_len = (int)mid_len;
+    memset(self->kept, 0, sizeof(self->kept));
+    self->written = 0;
+    self->budget = 0;
+    return 0;
+}
+
+/* Where the datagram goes: a numeric host and port (the ICE pair moved), on socket ``fd``. */
+static int set_destination(Sender *self, const char *host, int port) {
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof(addr));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        self->addr_len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        self->addr_len = sizeof(*v6);
+    } else {
+        PyErr_Format(PyExc_ValueError, "not a numeric address: %s", host);
+        return -1;
+    }
+    self->addr = addr;
     return 0;
 }
 
 static void Sender_dealloc(Sender *self) {
     Py_XDECREF(self->session);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static long long monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Keep a protected datagram for resend(): contiguous in the ring (a tail too short is skipped). */
+static void keep(Sender *self, uint16_t seq, const unsigned char *buf, int len) {
+    uint64_t at = self->written;
+    if (at % HISTORY_BYTES + (uint64_t)len > HISTORY_BYTES) at += HISTORY_BYTES - at % HISTORY_BYTES;
+    memcpy(self->history + at % HISTORY_BYTES, buf, len);
+    self->written = at + len;
+    int i = seq % HISTORY_SLOTS;
+    self->kept[i].start = at;
+    self->kept[i].sent_ns = monotonic_ns();
+    self->kept[i].seq = seq;
+    self->kept[i].len = (uint16_t)len;
+    self->kept[i].used = 1;
+    self->kept[i].resends = 0;
+    self->budget += len;  /* in units of 1/RESEND_SHARE byte */
+    if (self->budget > (long long)RESEND_BURST * RESEND_SHARE) self->budget = (long long)RESEND_BURST * RESEND_SHARE;
 }
 
 static uint64_t ntp_now(void) {
@@ -614,12 +670,14 @@ static PyObject *Sender_send(Sender *self, PyObject *const *args, Py_ssize_t nar
     int len = build_rtp(self, buf, payload.buf, (int)payload.len, (uint32_t)pts, marker);
     Py_ssize_t payload_len = payload.len;
     PyBuffer_Release(&payload);
+    uint16_t seq = self->seq;
     srtp_err_status_t status = srtp_protect(self->session->srtp, buf, &len);
     self->seq++;
     if (status != srtp_err_status_ok) {
         self->dropped++;
         return PyLong_FromLong(0);
     }
+    keep(self, seq, buf, len);  /* even if the socket refuses it below: a NACK may still fetch it */
     ssize_t sent = sendto(self->fd, buf, len, 0, (struct sockaddr *)&self->addr, self->addr_len);
     if (sent < 0) {  /* EAGAIN, ENOBUFS, a closed socket: the packet is lost, as on the wire */
         self->dropped++;
@@ -630,6 +688,69 @@ static PyObject *Sender_send(Sender *self, PyObject *const *args, Py_ssize_t nar
     return PyLong_FromLong((long)sent);
 }
 
+/* resend(lost, spacing) for one RTCP NACK: each sequence number still kept (sent within the last
+ * second, not overwritten) goes out again as the same protected datagram, at most
+ * RESENDS_PER_PACKET times and not again within ``spacing`` seconds (a round trip: the receiver
+ * asks again before the first resend could have reached it), and all resends together within a
+ * budget of 1/RESEND_SHARE of the bytes sent (saved up to RESEND_BURST): a peer that NACKs
+ * everything adds at most half the stream, not a multiple. */
+static PyObject *Sender_resend(Sender *self, PyObject *args) {
+    PyObject *lost;
+    double spacing = 0.0;
+    if (!PyArg_ParseTuple(args, "O|d", &lost, &spacing)) return NULL;
+    PyObject *iterator = PyObject_GetIter(lost);
+    if (!iterator) return NULL;
+    long long now = monotonic_ns(), spacing_ns = spacing > 0 ? (long long)(spacing * 1e9) : 0;
+    long count = 0;
+    PyObject *item;
+    while ((item = PyIter_Next(iterator))) {
+        unsigned long value = PyLong_AsUnsignedLongMask(item);  /* aiortc's parse may give 65536+ */
+        Py_DECREF(item);
+        if (value == (unsigned long)-1 && PyErr_Occurred()) break;
+        uint16_t seq = (uint16_t)value;
+        int i = seq % HISTORY_SLOTS;
+        if (!self->session || !self->kept[i].used || self->kept[i].seq != seq ||
+            self->written - self->kept[i].start > HISTORY_BYTES || now - self->kept[i].sent_ns > HISTORY_AGE_NS) {
+            self->resend_unknown++;
+            continue;
+        }
+        if (self->kept[i].resends >= RESENDS_PER_PACKET ||
+            (self->kept[i].resends && now - self->kept[i].resent_ns < spacing_ns)) {
+            self->resend_repeated++;
+            continue;
+        }
+        int len = self->kept[i].len;
+        if (self->budget < (long long)len * RESEND_SHARE) {
+            self->resend_over_budget++;
+            continue;
+        }
+        self->kept[i].resends++;
+        self->kept[i].resent_ns = now;
+        ssize_t sent = sendto(self->fd, self->history + self->kept[i].start % HISTORY_BYTES, len, 0,
+                              (struct sockaddr *)&self->addr, self->addr_len);
+        if (sent < 0) {
+            self->dropped++;
+            continue;
+        }
+        self->budget -= (long long)len * RESEND_SHARE;
+        self->resent++;
+        self->resent_bytes += (unsigned long long)sent;
+        count++;
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(count);
+}
+
+static PyObject *Sender_retarget(Sender *self, PyObject *args) {
+    int fd, port;
+    const char *host;
+    if (!PyArg_ParseTuple(args, "isi", &fd, &host, &port)) return NULL;
+    if (set_destination(self, host, port) < 0) return NULL;
+    self->fd = fd;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Sender_close(Sender *self, PyObject *unused) {
     Py_CLEAR(self->session);
     Py_RETURN_NONE;
@@ -638,6 +759,11 @@ static PyObject *Sender_close(Sender *self, PyObject *unused) {
 static PyMethodDef Sender_methods[] = {
     {"send", (PyCFunction)(void (*)(void))Sender_send, METH_FASTCALL,
      "send(payload, pts, marker) → bytes put on the wire (0: dropped)."},
+    {"resend", (PyCFunction)Sender_resend, METH_VARARGS,
+     "resend(lost sequence numbers, spacing=0.0 s) → how many kept packets went out again (bounded; see the "
+     "counters)."},
+    {"retarget", (PyCFunction)Sender_retarget, METH_VARARGS,
+     "retarget(fd, host, port): send from another socket to another address, numbering and history kept."},
     {"close", (PyCFunction)Sender_close, METH_NOARGS, "Forget the session: later sends fail."},
     {NULL}};
 
@@ -648,6 +774,14 @@ static PyMemberDef Sender_members[] = {
     {"last_timestamp", T_UINT, offsetof(Sender, last_timestamp), READONLY, "RTP timestamp of the last packet"},
     {"sequence", T_USHORT, offsetof(Sender, seq), READONLY, "the next packet's sequence number"},
     {"ssrc", T_UINT, offsetof(Sender, ssrc), READONLY, NULL},
+    {"resent", T_ULONGLONG, offsetof(Sender, resent), READONLY, "packets resent for NACKs (not in packets)"},
+    {"resent_bytes", T_ULONGLONG, offsetof(Sender, resent_bytes), READONLY, "datagram bytes resent"},
+    {"resend_unknown", T_ULONGLONG, offsetof(Sender, resend_unknown), READONLY,
+     "NACKed packets no longer (or never) kept"},
+    {"resend_repeated", T_ULONGLONG, offsetof(Sender, resend_repeated), READONLY,
+     "NACKed packets already resent RESENDS_PER_PACKET times, or less than the spacing ago"},
+    {"resend_over_budget", T_ULONGLONG, offsetof(Sender, resend_over_budget), READONLY,
+     "NACKed packets refused: the resend budget was spent"},
     {NULL}};
 
 static PyTypeObject SenderType = {
@@ -685,6 +819,15 @@ PyMODINIT_FUNC PyInit__pump(void) {
     Py_INCREF(&SessionType);
     Py_INCREF(&ReceiverType);
     Py_INCREF(&SenderType);
+    if (PyModule_AddIntConstant(m, "HISTORY_SLOTS", HISTORY_SLOTS) < 0 ||
+        PyModule_AddIntConstant(m, "HISTORY_BYTES", HISTORY_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "HISTORY_AGE_MS", (long)(HISTORY_AGE_NS / 1000000)) < 0 ||
+        PyModule_AddIntConstant(m, "RESENDS_PER_PACKET", RESENDS_PER_PACKET) < 0 ||
+        PyModule_AddIntConstant(m, "RESEND_SHARE", RESEND_SHARE) < 0 ||
+        PyModule_AddIntConstant(m, "RESEND_BURST", RESEND_BURST) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObject(m, "Session", (PyObject *)&SessionType) < 0 ||
         PyModule_AddObject(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
         PyModule_AddObject(m, "Sender", (PyObject *)&SenderType) < 0) {

@@ -14,6 +14,8 @@ type and header extension ids. Then:
   each frame is one ``_pump.Sender.send`` (RTP header with mid and abs-send-time as aiortc
   writes them, libsrtp2 protect, ``sendto`` on the pair's socket). The counters aiortc's RTCP
   task puts in its sender reports are kept up to date.
+- the browser's NACKs for those packets (RTCP, still aiortc's) go to the native sender, which
+  resends the kept datagrams, bounded (:mod:`~gateway.media.native.nack_resend`).
 
 A call it cannot take (a TURN relay pair, an unknown SRTP profile, aiortc internals that moved)
 stays on the Python path: :meth:`start` returns why, and the outbound track is released to
@@ -35,8 +37,9 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from ..audio_receiver import RtpMicSource
 from ..outbound_audio import OutboundAudioTrack
 from . import load
-from .heap import CallHeap, heap_for
-from .pacer import PacedStream, Pacer, pacer_for
+from .heap import CallHeap
+from .nack_resend import answer_nacks
+from .pacer import PacedStream, Pacer
 
 logger = logging.getLogger(__name__)
 SR_EVERY = 10  # packets between updates of the sender-report counters (aiortc sends an SR every 0.5–1.5 s)
@@ -83,7 +86,7 @@ def _socket_of(pair: Any) -> tuple[Any, int] | str:
 class NativeCallMedia:
     def __init__(self, transceiver: Any, outbound: OutboundAudioTrack, *,
                  clock: Callable[[], float] = time.monotonic, pacer: Pacer | None = None,
-                 heap: CallHeap | None = None) -> None:
+                 heap: CallHeap | None = None, resend_nacks: bool = True) -> None:
         self._transceiver = transceiver
         self._outbound = outbound
         self._clock = clock
@@ -101,8 +104,8 @@ class NativeCallMedia:
         self._connection: Any = None
         self._pair: Any = None
         self._transport: Any = None
-        self._make_sender: Callable[[int, str, int, int], Any] | None = None
-        self._before = (0, 0, 0)  # packets, octets, drops of senders replaced when the pair changed
+        self._resend_nacks = resend_nacks
+        self._undo_nacks: Callable[[], None] | None = None
         self.receiving = False
         self.sending = False
 
@@ -124,26 +127,25 @@ class NativeCallMedia:
             mid_id, abs_id = _extension_ids(sender)
         except (AttributeError, KeyError, IndexError, ValueError, TypeError) as exc:
             return f"aiortc internals not as expected ({exc!r})"
-        tx_session, origin, mid = pump.Session(profile, tx_key, True), random.getrandbits(32), self._transceiver.mid or ""
-
-        def make_sender(fd: int, host: str, port: int, sequence: int) -> Any:
-            return pump.Sender(tx_session, fd, host, port, sender._ssrc, codec.payloadType, sequence, origin,
-                               mid_id, mid, abs_id)
-
         try:  # everything that can fail, before anything is taken from aiortc
             assert pair is not None
             host, port = pair.remote_addr
-            native_sender = make_sender(fd, host, port, random.getrandbits(16))
+            # the first sequence number in the lower half, as aiortc's: an early wrap breaks some SRTP receivers
+            native_sender = pump.Sender(pump.Session(profile, tx_key, True), fd, host, port, sender._ssrc,
+                                        codec.payloadType, random.getrandbits(15), random.getrandbits(32),
+                                        mid_id, self._transceiver.mid or "", abs_id)
             session = pump.Session(profile, rx_key, False) if mic is not None else None
         except ValueError as exc:  # e.g. a link-local address with a scope
             return f"cannot send natively ({exc})"
-        self._aiortc_sender, self._sender, self._make_sender = sender, native_sender, make_sender
+        self._aiortc_sender, self._sender = sender, native_sender
         self._connection, self._pair, self._transport = connection, pair, transport
         stream = self._stream = PacedStream(self._outbound, self._send, alive=self._alive)
-        pacer = self._pacer = self._pacer or pacer_for()
+        pacer = self._pacer = self._pacer if self._pacer is not None else Pacer(asyncio.get_running_loop())  # none shared: own
         self._outbound.hand_over(lambda: pacer.wake(stream))
         pacer.add(stream)
         self.sending = True
+        if self._resend_nacks:
+            self._undo_nacks = answer_nacks(sender, native_sender.resend)
         if mic is not None and session is not None:
             mic.take_native()
             self._mic = mic
@@ -159,7 +161,7 @@ class NativeCallMedia:
             self.receiving = True
         # The call's set-up heap (peer connection, ICE, DTLS, SCTP, the call) is done: out of the
         # collector's reach, so a full collection mid-call does not walk it (see heap.py).
-        heap = self._heap = self._heap or heap_for()
+        heap = self._heap = self._heap if self._heap is not None else CallHeap(freeze=False)  # none shared: no freezing
         heap.call_started()
         self._heap_counted = True
         return None
@@ -169,22 +171,19 @@ class NativeCallMedia:
 
     def _follow_pair(self, pair: Any) -> None:
         """aioice moved the connection to another pair (a later USE-CANDIDATE): send from that
-        pair's socket, as aioice does, with the same numbering and SRTP session."""
+        pair's socket, as aioice does, with the same numbering, SRTP session and NACK history."""
         target = _socket_of(pair)
-        if isinstance(target, str) or self._make_sender is None:
+        if isinstance(target, str):
             logger.info("ICE pair changed; the native path keeps sending on the old one (%s)", target)
             self._pair = pair
             return
-        old = self._sender
         try:
             host, port = pair.remote_addr
-            self._sender = self._make_sender(target[1], host, port, old.sequence)
+            self._sender.retarget(target[1], host, port)
         except ValueError as exc:
             logger.info("ICE pair changed; the native path keeps sending on the old one (%s)", exc)
             self._pair = pair
             return
-        packets, octets, dropped = self._before
-        self._before = (packets + old.packets, octets + old.octets, dropped + old.dropped)
         self._pair, self._transport = pair, target[0]
 
     def _send(self, packet: Any, pts: int) -> None:
@@ -197,8 +196,8 @@ class NativeCallMedia:
             ours = self._aiortc_sender
             ours._RTCRtpSender__ntp_timestamp = aiortc_clock.current_ntp_time()
             ours._RTCRtpSender__rtp_timestamp = sender.last_timestamp
-            ours._RTCRtpSender__packet_count = self._before[0] + sender.packets
-            ours._RTCRtpSender__octet_count = self._before[1] + sender.octets
+            ours._RTCRtpSender__packet_count = sender.packets  # resends not counted, as aiortc's
+            ours._RTCRtpSender__octet_count = sender.octets
 
     def _batch_ready(self) -> None:
         if not self._draining:
@@ -226,9 +225,11 @@ class NativeCallMedia:
         for receiver in self._receivers:
             for name, value in receiver.counts.items():
                 counts[name] = counts.get(name, 0) + value
-        if self._sender is not None:
-            counts |= {"sent": self._before[0] + self._sender.packets,
-                       "send_dropped": self._before[2] + self._sender.dropped}
+        sender = self._sender
+        if sender is not None:
+            counts |= {"sent": sender.packets, "send_dropped": sender.dropped, "resent": sender.resent,
+                       "resent_bytes": sender.resent_bytes, "resend_unknown": sender.resend_unknown,
+                       "resend_repeated": sender.resend_repeated, "resend_over_budget": sender.resend_over_budget}
         return counts
 
     def stop(self) -> None:
@@ -244,6 +245,9 @@ class NativeCallMedia:
         self._protocols = []
         for receiver in self._receivers:
             receiver.close()
+        if self._undo_nacks is not None:
+            self._undo_nacks()
+            self._undo_nacks = None
         if self._sender is not None:
             self._sender.close()
         self.receiving = self.sending = False

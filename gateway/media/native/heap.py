@@ -24,7 +24,6 @@ import asyncio
 import gc
 import logging
 import time
-import weakref
 
 logger = logging.getLogger(__name__)
 RECLAIM_AFTER = 32  # ended calls whose frozen garbage may wait for a reclaim under load
@@ -33,11 +32,15 @@ RECLAIM_DELAY_S = 5.0  # after the hang-up that asks for it: the call's teardown
 
 
 class CallHeap:
-    """Use :func:`heap_for` to get the event loop's heap (one per loop, like the pacer)."""
+    """The calls of one worker (its :class:`~gateway.media.native.shared_media.SharedMedia` owns
+    it, like the pacer): how many are live, how many ended since the last reclaim."""
 
     def __init__(self, *, reclaim_after: int = RECLAIM_AFTER, idle_after: int = IDLE_AFTER,
-                 delay_s: float = RECLAIM_DELAY_S) -> None:
-        """Outside an event loop (or with ``delay_s=0``) a reclaim runs inside the hang-up that asks for it."""
+                 delay_s: float = RECLAIM_DELAY_S, freeze: bool = True) -> None:
+        """Outside an event loop (or with ``delay_s=0``) a reclaim runs inside the hang-up that asks
+        for it. ``freeze=False`` only counts: for a call no worker's heap sees (the embedding
+        API's ``attach``), since only a heap that sees every call can hand a frozen heap back."""
+        self._freeze = freeze
         self._reclaim_after = reclaim_after
         self._idle_after = idle_after
         self._delay_s = delay_s
@@ -51,13 +54,14 @@ class CallHeap:
     def call_started(self) -> None:
         """A call's media runs: what its set-up allocated goes out of the collector's reach."""
         self.live += 1
-        self.freezes += 1
-        gc.freeze()
+        if self._freeze:
+            self.freezes += 1
+            gc.freeze()
 
     def call_ended(self) -> None:
         self.live = max(0, self.live - 1)
         self.ended += 1
-        if not self._due() or self._timer is not None:
+        if not self._freeze or not self._due() or self._timer is not None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -67,6 +71,12 @@ class CallHeap:
             self.reclaim()
         else:  # once the call's own teardown is done, if still due then
             self._timer = loop.call_later(self._delay_s, self._reclaim_if_due)
+
+    def close(self) -> None:
+        """Cancel a reclaim still waiting for its delay (idempotent). For the owner, at shutdown."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _due(self) -> bool:
         return self.ended >= self._reclaim_after or (self.live == 0 and self.ended >= self._idle_after)
@@ -88,15 +98,3 @@ class CallHeap:
         logger.info("heap reclaimed after %d ended calls (%d live): %d objects were frozen, %d collected, "
                     "%.0f ms", self.ended, self.live, frozen, collected, self.last_reclaim_ms)
         self.ended = 0
-
-
-_HEAPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallHeap] = weakref.WeakKeyDictionary()
-
-
-def heap_for(loop: asyncio.AbstractEventLoop | None = None) -> CallHeap:
-    """The running loop's :class:`CallHeap` (gone with the loop)."""
-    loop = loop or asyncio.get_running_loop()
-    heap = _HEAPS.get(loop)
-    if heap is None:
-        heap = _HEAPS[loop] = CallHeap()
-    return heap

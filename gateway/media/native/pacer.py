@@ -1,4 +1,4 @@
-"""One clock for every call's outbound audio in an event loop: one timer, not a coroutine per call.
+"""One clock for every call's outbound audio in a worker: one timer, not a coroutine per call.
 
 Each :class:`PacedStream` is an :class:`~gateway.media.outbound_audio.OutboundAudioTrack` that
 was handed over (:meth:`~gateway.media.outbound_audio.OutboundAudioTrack.hand_over`) and a
@@ -10,6 +10,9 @@ next frame is asked for right after one was sent. Frames due within ``tolerance`
 other go out in one timer callback, so N calls cost about ``20 ms / tolerance`` callbacks per
 frame time, not N; a frame leaves at most ``tolerance`` before its deadline (the RTP timestamp
 is the timeline, unaffected).
+
+A worker's pacer is owned by its :class:`~gateway.media.native.shared_media.SharedMedia`, which
+makes it on the app's loop at start-up and closes it (:meth:`Pacer.close`) at cleanup.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +43,7 @@ class PacedStream:
 
 
 class Pacer:
-    """Use :func:`pacer_for` to get the loop's pacer."""
+    """Paces the streams given to :meth:`add` on ``loop`` (one per worker: see ``SharedMedia``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, clock: Callable[[], float] = time.monotonic,
                  tolerance: float = TOLERANCE_S) -> None:
@@ -67,6 +69,19 @@ class Pacer:
         if stream in self._streams:
             self._streams.remove(stream)
         if not self._streams and self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+
+    @property
+    def armed(self) -> bool:
+        """A timer callback is pending (there are streams to pace)."""
+        return self._timer is not None
+
+    def close(self) -> None:
+        """Stop pacing (idempotent): the pending timer is cancelled and every stream dropped, so
+        nothing of the pacer runs on the loop afterwards. For the owner, at shutdown."""
+        self._streams.clear()
+        if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
 
@@ -118,15 +133,3 @@ class Pacer:
                 now = self._clock()
         if self._streams:
             self._arm(min(stream.due_at for stream in self._streams))
-
-
-_PACERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = weakref.WeakKeyDictionary()
-
-
-def pacer_for(loop: asyncio.AbstractEventLoop | None = None) -> Pacer:
-    """The one pacer of ``loop`` (the running loop by default): a per-loop clock, gone with the loop."""
-    loop = loop or asyncio.get_running_loop()
-    pacer = _PACERS.get(loop)
-    if pacer is None:
-        pacer = _PACERS[loop] = Pacer(loop)
-    return pacer
