@@ -28,6 +28,27 @@ RATE = 48000
 FRAME = 960
 
 
+async def wait_for_event(events: list[dict[str, Any]], arrived: asyncio.Event, kind: str, *, timeout: float,
+                         after: int = 0, where: Callable[[dict[str, Any]], bool] = lambda e: True) -> dict[str, Any]:
+    """The first event of ``kind`` in ``events[after:]`` matching ``where``, waiting up to ``timeout``
+    seconds for it (``arrived`` is set by whoever appends to ``events``); fails the test with the
+    types that did arrive. Shared by :class:`ClientPeer` and the engine tests' WebSocket client."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in events[after:]:
+            if event.get("type") == kind and where(event):
+                return event
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            seen = [e.get("type") for e in events[after:]]
+            raise AssertionError(f"no {kind} within {timeout} s; saw {seen}")
+        arrived.clear()
+        try:
+            await asyncio.wait_for(arrived.wait(), remaining)
+        except TimeoutError:
+            pass
+
+
 class MicTrack(MediaStreamTrack):
     """Plays queued 48 kHz PCM in real time, silence otherwise.
 
@@ -204,20 +225,7 @@ class ClientPeer:
     async def wait_for(self, kind: str, *, timeout: float = 10.0, after: int = 0,
                        where: Callable[[dict[str, Any]], bool] = lambda e: True) -> dict[str, Any]:
         """The first event of ``kind`` at index ≥ ``after`` matching ``where``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events[after:]:
-                if event.get("type") == kind and where(event):
-                    return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                seen = [e.get("type") for e in self.events[after:]]
-                raise AssertionError(f"no {kind} within {timeout} s; saw {seen}")
-            self._event_arrived.clear()
-            try:
-                await asyncio.wait_for(self._event_arrived.wait(), remaining)
-            except TimeoutError:
-                pass
+        return await wait_for_event(self.events, self._event_arrived, kind, timeout=timeout, after=after, where=where)
 
     async def channel_open(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

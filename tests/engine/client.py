@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.peers import wait_for_event
 from tests.schema import server_event_problem
 
 RATE = 24000
@@ -77,19 +78,8 @@ class EngineClient:
 
     async def wait_for(self, kind: str, *, timeout: float = 30.0, after: int = 0,
                        where: Callable[[dict[str, Any]], bool] = lambda e: True) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events[after:]:
-                if event["type"] == kind and where(event):
-                    return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {kind} within {timeout} s; saw {[e['type'] for e in self.events[after:]]}")
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                pass
+        """The first event of ``kind`` at index ≥ ``after`` matching ``where`` (as :class:`ClientPeer`'s)."""
+        return await wait_for_event(self.events, self._arrived, kind, timeout=timeout, after=after, where=where)
 
     def reply_audio(self, response_id: str) -> np.ndarray:
         chunks = [np.frombuffer(base64.b64decode(e["delta"]), np.int16) for e in self.events

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -19,15 +22,30 @@ from .test_engine import WEATHER, wav
 
 pytestmark = pytest.mark.engine
 
+Peer = TypeVar("Peer", bound=ClientPeer)
 
-async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
+
+@contextlib.asynccontextmanager
+async def peer_through_gateway(engine_url: str, peer_class: type[Peer]) -> AsyncIterator[Peer]:
+    """A gateway whose upstream is the engine at ``engine_url``, and a browser stand-in of
+    ``peer_class`` connected to it, its session created; both closed on the way out."""
     gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
                                                          openai_api_key=None))
-    peer = ClientPeer(gateway.url)
     try:
-        await peer.connect()
-        await peer.channel_open()
-        await peer.wait_for("session.created", timeout=20)
+        peer = peer_class(gateway.url)
+        try:
+            await peer.connect()
+            await peer.channel_open()
+            await peer.wait_for("session.created", timeout=20)
+            yield peer
+        finally:
+            await peer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
+    async with peer_through_gateway(engine_url, ClientPeer) as peer:
         end_of_speech = peer.mic.say(Upsampler().process(np.concatenate((silence(0.3), wav("pt_br_capital_brasil")))))
         user = await peer.wait_for("conversation.item.input_audio_transcription.completed", timeout=30)
         assert "capital" in user["transcript"].lower()
@@ -37,9 +55,6 @@ async def test_spoken_turn_through_the_gateway(engine_url: str) -> None:
         assert transcript["response_id"] == started["response_id"] and transcript["transcript"].strip()
         reply = peer.heard_between(end_of_speech)
         assert np.sqrt(np.mean(reply.astype(float) ** 2)) > 300
-    finally:
-        await peer.close()
-        await runner.cleanup()
 
 
 class TimedPeer(ClientPeer):
@@ -57,13 +72,7 @@ class TimedPeer(ClientPeer):
 async def test_barge_in_silences_a_flowing_reply_at_once(engine_url: str) -> None:
     """The engine sends a reply's audio ahead of playout now; talking over it still cuts it at
     once (the gateway flushes what was queued; at the gateway the cut takes one 20 ms frame)."""
-    gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
-                                                         openai_api_key=None))
-    peer = TimedPeer(gateway.url)
-    try:
-        await peer.connect()
-        await peer.channel_open()
-        await peer.wait_for("session.created", timeout=20)
+    async with peer_through_gateway(engine_url, TimedPeer) as peer:
         peer.mic.say(Upsampler().process(np.concatenate((silence(0.3), wav("pt_br_historia")))))
         await peer.wait_for("output_audio_buffer.started", timeout=90)
         mark = len(peer.events)
@@ -84,21 +93,12 @@ async def test_barge_in_silences_a_flowing_reply_at_once(engine_url: str) -> Non
         cleared = [e for e in peer.events[mark:] if e["type"] in ("output_audio_buffer.cleared",
                                                                   "output_audio_buffer.stopped")]
         assert cleared
-    finally:
-        await peer.close()
-        await runner.cleanup()
 
 
 async def test_a_tool_call_end_to_end_through_the_gateway(engine_url: str) -> None:
     """A browser's data channel, the gateway, the real model: the session's tool is called with
     the city the user asked about, the browser answers it, and the spoken reply uses the result."""
-    gateway, runner = await start_gateway(gateway_config(upstream="local", engine_port=urlsplit(engine_url).port,
-                                                         openai_api_key=None))
-    peer = ClientPeer(gateway.url)
-    try:
-        await peer.connect()
-        await peer.channel_open()
-        await peer.wait_for("session.created", timeout=20)
+    async with peer_through_gateway(engine_url, ClientPeer) as peer:
         mark = len(peer.events)
         peer.send({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER], "tool_choice": "auto"}})
         await peer.wait_for("session.updated", after=mark)
@@ -125,6 +125,3 @@ async def test_a_tool_call_end_to_end_through_the_gateway(engine_url: str) -> No
         heard = peer.heard_between(asked)
         assert np.sqrt(np.mean(heard.astype(float) ** 2)) > 300  # the answer was spoken to the browser
         assert not peer.of_type("error"), peer.of_type("error")
-    finally:
-        await peer.close()
-        await runner.cleanup()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fractions
 import json
 import signal
 import time
@@ -26,36 +25,26 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-RATE = 48000
-FRAME = 960
+from tests.peers import FRAME, RATE, MicTrack
+
 BLOCK = 10  # frames per summary block: 0.2 s, so pitch is resolved to 5 Hz (both tones fall on a bin)
 
 
-class ToneTrack(MediaStreamTrack):
-    """A sine at ``hz``, paced in real time, 20 ms per frame."""
-
-    kind = "audio"
+class ToneTrack(MicTrack):
+    """A sine at ``hz``: a :class:`~tests.peers.MicTrack` (real-time pacing, 20 ms frames) that is
+    given the tone's next frame to say before each one it sends."""
 
     def __init__(self, hz: float) -> None:
         super().__init__()
         self._hz = hz
-        self._pts = 0
-        self._start: float | None = None
+        self._samples = 0  # of the tone queued so far: its phase runs on across frames
 
     async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._pts += FRAME
-            await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.monotonic()))
-        t = (self._pts + np.arange(FRAME)) / RATE
-        pcm = (8000 * np.sin(2 * np.pi * self._hz * t)).astype(np.int16)
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, RATE)
+        t = (self._samples + np.arange(FRAME)) / RATE
+        self._samples += FRAME
+        self.say((8000 * np.sin(2 * np.pi * self._hz * t)).astype(np.int16))
+        frame = await super().recv()
+        assert isinstance(frame, AudioFrame)
         return frame
 
 
