@@ -212,17 +212,17 @@ class Probe:
         aiohttp.ClientSession.__init__ = session_init  # type: ignore[method-assign]
 
     def install_gateway(self) -> None:
-        from gateway.webrtc import transport_timers
+        from gateway.webrtc import setup_copies
         from gateway.webrtc.browser_peer import BrowserPeer
 
         probe = self
-        copy = transport_timers.SetupCopier._send_copy
+        copy = setup_copies.SetupCopier._send_copy
 
         def send_copy(self: Any, protocol: Any, data: bytes, addr: Any) -> None:
             probe.log("copy", h=hashlib.sha1(data).hexdigest()[:12], size=len(data))
             copy(self, protocol, data, addr)
 
-        transport_timers.SetupCopier._send_copy = send_copy  # type: ignore[method-assign]
+        setup_copies.SetupCopier._send_copy = send_copy  # type: ignore[method-assign]
         accept = BrowserPeer.accept
 
         async def accepting(self: Any, offer_sdp: str) -> str:

@@ -14,8 +14,8 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.webrtc.setup_copies import MAX_COPIES
 from gateway.webrtc.transport_timers import (
-    MAX_COPIES,
     DtlsFlightResender,
     RoundTrip,
     TransportTimers,
