@@ -27,7 +27,6 @@ import random
 import statistics
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -46,8 +45,9 @@ from gateway.media.opus import OpusDecoder, has_inband_fec, packet_samples  # no
 from gateway.media.outbound_codec import OpusPacketizer  # noqa: E402
 from gateway.media.resample import Upsampler  # noqa: E402
 from tests.audio_tools import read_wav  # noqa: E402
+from tests.media.jitter_sim import drive, push_red  # noqa: E402
 
-OPUS, RED_TYPE = 111, 63
+OPUS = 111
 
 
 def chromium_packets(pcm24: np.ndarray, distance: int) -> list[bytes]:
@@ -94,22 +94,8 @@ def receive(packets: list[bytes], seed: int, args: argparse.Namespace, how: str)
     fmtp = {"/".join([str(OPUS)] * (args.distance + 1)): None}
     out: list[np.ndarray] = []
     run = 0
-    now, position = 0.0, 0
-    while position < len(arrivals):
-        deadline = buffer.deadline()
-        now = max(now, min(arrivals[position][0], deadline if deadline is not None else float("inf")))
-        while position < len(arrivals) and arrivals[position][0] <= now:
-            seq = arrivals[position][1]
-            packet = SimpleNamespace(payload=packets[seq], sequence_number=seq, timestamp=960 * seq,
-                                     payload_type=RED_TYPE)
-            split = red.split_packet(packet, fmtp)
-            assert split is not None
-            primary, copies = split
-            for copy in copies:
-                buffer.push(copy.sequence, copy.timestamp, copy.payload, now, redundant=True)
-            buffer.push(seq, 960 * seq, primary.payload, now)
-            position += 1
-        for release in buffer.pop(now):
+    for _, releases in drive(buffer, arrivals, lambda seq, now: push_red(buffer, packets[seq], seq, now, fmtp)):
+        for release in releases:
             pcm = decode_release(decoder, release)
             run = run + 1 if release.origin is Origin.CONCEAL else 0
             out.append(conceal(pcm, run, how) if run else pcm)

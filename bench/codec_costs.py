@@ -42,6 +42,7 @@ from gateway.media.opus import OpusDecoder, OpusEncoder, _candidates, has_inband
 from gateway.media.outbound_codec import OpusPacketizer
 from gateway.media.resample import Upsampler
 from tests.audio_tools import DATA, read_wav
+from tests.media.jitter_sim import drive
 
 FRAME = 960
 
@@ -282,15 +283,9 @@ def _arrivals(count: int, jitter: float = 0.0, fifo: bool = True, loss: float = 
 def _simulate(buffer: JitterBuffer, arrivals: list[tuple[float, int]]) -> list[Any]:
     out: list[Any] = []
     end = arrivals[-1][0]
-    index, now = 0, 0.0
-    while index < len(arrivals):
-        deadline = buffer.deadline()
-        now = max(now, min(arrivals[index][0], deadline if deadline is not None else float("inf")))
-        while index < len(arrivals) and arrivals[index][0] <= now:
-            seq = arrivals[index][1]
-            buffer.push(seq % 65536, seq * FRAME, b"", now)
-            index += 1
-        out += [r for r in buffer.pop(now) if not (r.inserted and now > end)]
+    steps = drive(buffer, arrivals, lambda seq, now: buffer.push(seq % 65536, seq * FRAME, b"", now))
+    for now, releases in steps:
+        out += [r for r in releases if not (r.inserted and now > end)]
     return out
 
 

@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from gateway.media.opus import OpusDecoder, OpusEncoder, has_inband_fec, packet_
 from gateway.media.red import RedBlock, RedEncoder, RedError, RedPolicy, frames, pack, unpack
 from gateway.media.resample import Upsampler
 from tests.audio_tools import DATA, read_wav
+from tests.media.jitter_sim import drive, push_red
 
 OPUS = 111
 
@@ -128,19 +128,13 @@ def red_stream(buffer: JitterBuffer, lost: set[int], count: int, *, jitter: floa
     rng = random.Random(seed)
     delays = {i: rng.uniform(-jitter, jitter) for i in range(count)} | (late or {})
     arrivals = sorted((i * 0.02 + 0.05 + delays[i], i) for i in range(count) if i not in lost)
-    out: list[tuple[float, Origin, bool]] = []
-    now, position = 0.0, 0
-    while position < len(arrivals):
-        deadline = buffer.deadline()
-        now = max(now, min(arrivals[position][0], deadline if deadline is not None else float("inf")))
-        while position < len(arrivals) and arrivals[position][0] <= now:
-            seq = arrivals[position][1]
-            if seq:
-                buffer.push(seq - 1, 960 * (seq - 1), b"c%d" % (seq - 1), now, redundant=True)
-            buffer.push(seq, 960 * seq, b"p%d" % seq, now)
-            position += 1
-        out += [(now, r.origin, r.inserted) for r in buffer.pop(now)]
-    return out
+
+    def push(seq: int, now: float) -> None:
+        if seq:
+            buffer.push(seq - 1, 960 * (seq - 1), b"c%d" % (seq - 1), now, redundant=True)
+        buffer.push(seq, 960 * seq, b"p%d" % seq, now)
+
+    return [(now, r.origin, r.inserted) for now, releases in drive(buffer, arrivals, push) for r in releases]
 
 
 def test_two_lost_in_a_row_come_back_from_the_copy_and_its_fec_without_stretching_the_speech() -> None:
@@ -237,22 +231,9 @@ def receive(packets: Sequence[bytes], lost: set[int], *, jitter: float = 0.0, se
     arrivals = sorted((when, i) for i, when in enumerate(times) if i not in lost)
     buffer = JitterBuffer(duration=packet_samples, fec=fec)
     decoder = OpusDecoder(24000)
-    releases: list[Release] = []
-    now, position = 0.0, 0
-    while position < len(arrivals):
-        deadline = buffer.deadline()
-        now = max(now, min(arrivals[position][0], deadline if deadline is not None else float("inf")))
-        while position < len(arrivals) and arrivals[position][0] <= now:
-            seq = arrivals[position][1]
-            split = red.split_packet(SimpleNamespace(payload=packets[seq], sequence_number=seq, timestamp=960 * seq,
-                                                     payload_type=63), {f"{OPUS}/{OPUS}": None})
-            assert split is not None
-            primary, copies = split
-            for copy in copies:
-                buffer.push(copy.sequence, copy.timestamp, copy.payload, now, redundant=True)
-            buffer.push(seq, 960 * seq, primary.payload, now)
-            position += 1
-        releases += buffer.pop(now)
+    fmtp: dict[str, object] = {f"{OPUS}/{OPUS}": None}
+    steps = drive(buffer, arrivals, lambda seq, now: push_red(buffer, packets[seq], seq, now, fmtp))
+    releases: list[Release] = [r for _, released in steps for r in released]
     return Call(buffer, releases, np.concatenate([decode_release(decoder, r) for r in releases]))
 
 
