@@ -94,6 +94,11 @@ def round_trip(sender: Any) -> float:
     return rtt or 0.0
 
 
+def _nack_for(packet: Any, ssrc: int) -> bool:
+    """Whether an RTCP packet is a generic NACK (RFC 4585) for the stream ``ssrc``."""
+    return isinstance(packet, rtp.RtcpRtpfbPacket) and packet.fmt == rtp.RTCP_RTPFB_NACK and packet.media_ssrc == ssrc
+
+
 def bound_aiortc_resends(sender: Any) -> bool:
     """Put :class:`ResendBudget` in front of aiortc's ``sender``'s resends for NACKs (of any path:
     on the native one :func:`answer_nacks` comes in front of this). False (logged) if aiortc's
@@ -108,8 +113,7 @@ def bound_aiortc_resends(sender: Any) -> bool:
     budget, ssrc = ResendBudget(), sender._ssrc
 
     async def handle_rtcp(packet: Any) -> None:
-        if not (isinstance(packet, rtp.RtcpRtpfbPacket) and packet.fmt == rtp.RTCP_RTPFB_NACK
-                and packet.media_ssrc == ssrc):
+        if not _nack_for(packet, ssrc):
             await handle(packet)
             return
         for lost in packet.lost:
@@ -138,7 +142,7 @@ def answer_nacks(sender: Any, resend: Resend) -> Callable[[], None] | None:
     ssrc = sender._ssrc
 
     async def handle_rtcp(packet: Any) -> None:
-        if isinstance(packet, rtp.RtcpRtpfbPacket) and packet.fmt == rtp.RTCP_RTPFB_NACK and packet.media_ssrc == ssrc:
+        if _nack_for(packet, ssrc):
             resend(packet.lost, round_trip(sender))
         else:
             await handle(packet)
